@@ -1,0 +1,1 @@
+"""carbonledger core: a verifiable log and the carbon state machine. Pure, no network."""

@@ -1,0 +1,140 @@
+"""The ledger's error types: one base, a few meaningful subclasses.
+
+Every failure the ledger reports to a caller is a :class:`LedgerError`. Parsers
+raise :class:`MalformedError` (never ``ValueError`` or ``binascii.Error``);
+verifiers raise a :class:`VerificationError` subclass carrying its evidence; the
+state machine raises :class:`StateRuleError` subclasses naming the rule. The
+node maps these classes to gRPC status codes in one place and the client maps
+the codes back, so keep the set small and the attributes stable.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LedgerError",
+    "MalformedError",
+    "VerificationError",
+    "InvalidSignature",
+    "RootMismatch",
+    "InvalidProof",
+    "InconsistencyError",
+    "QuorumNotMet",
+    "StateRuleError",
+    "PermissionDenied",
+    "NotFound",
+    "Pushback",
+    "StorageError",
+    "AuditDiscrepancy",
+]
+
+
+class LedgerError(Exception):
+    """Base class of every error the ledger raises on purpose."""
+
+
+class MalformedError(LedgerError):
+    """Input that does not parse: wrong syntax, wrong size, non-canonical form.
+
+    ``what`` names the thing being parsed or the field (``"checkpoint"``,
+    ``"pcf.declaredUnitOfMeasurement"``); ``reason`` says what is wrong with it.
+    """
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"malformed {what}: {reason}")
+        self.what = what
+        self.reason = reason
+
+
+class VerificationError(LedgerError):
+    """Well-formed input that fails a cryptographic or structural check."""
+
+
+class InvalidSignature(VerificationError):
+    """A signature by key ``name`` (with 4-byte ``keyid``) does not verify, or
+    no signature by a trusted key is present."""
+
+    def __init__(self, name: str, keyid: bytes | None = None, detail: str = "") -> None:
+        kid = keyid.hex() if keyid is not None else "?"
+        msg = f"invalid or missing signature by {name} (key id {kid})"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+        self.name = name
+        self.keyid = keyid
+        self.detail = detail
+
+
+class RootMismatch(VerificationError):
+    """A proof recomputes a root hash other than the expected one."""
+
+    def __init__(self, expected: bytes, calculated: bytes) -> None:
+        super().__init__(
+            f"root mismatch: expected {expected.hex()}, calculated {calculated.hex()}"
+        )
+        self.expected = expected
+        self.calculated = calculated
+
+
+class InvalidProof(VerificationError):
+    """A proof whose shape does not fit its parameters (wrong length, wrong
+    sizes, a hash that is not 32 bytes)."""
+
+
+class InconsistencyError(VerificationError):
+    """Two views of a log that cannot both be true: evidence of a fork or of a
+    rewritten history. ``evidence`` holds what proves it (checkpoints, proofs)."""
+
+    def __init__(self, message: str, evidence: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.evidence = dict(evidence or {})
+
+
+class QuorumNotMet(VerificationError):
+    """A checkpoint lacks the cosignatures a tlog-policy requires."""
+
+
+class StateRuleError(LedgerError):
+    """The state machine refused an operation. ``rule`` is a stable snake_case
+    identifier of the broken rule; ``field`` names the offending field, if any.
+    """
+
+    def __init__(self, rule: str, detail: str, field: str | None = None) -> None:
+        where = f" ({field})" if field else ""
+        super().__init__(f"{rule}{where}: {detail}")
+        self.rule = rule
+        self.detail = detail
+        self.field = field
+
+
+class PermissionDenied(StateRuleError):
+    """The envelope is not signed by a current key of the acting organization,
+    or that organization lacks the role the operation needs."""
+
+
+class NotFound(LedgerError):
+    """A lookup of something that does not exist: ``kind`` and ``key``."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        super().__init__(f"{kind} not found: {key}")
+        self.kind = kind
+        self.key = key
+
+
+class Pushback(LedgerError):
+    """Overload: the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StorageError(LedgerError):
+    """The store cannot be opened or used (wrong format, wrong origin, I/O)."""
+
+
+class AuditDiscrepancy(StorageError):
+    """An audit found stored data that does not match what it recomputed.
+    ``location`` names where (``"entry 42"``, ``"block 7"``)."""
+
+    def __init__(self, location: str, detail: str) -> None:
+        super().__init__(f"{location}: {detail}")
+        self.location = location
+        self.detail = detail
