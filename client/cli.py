@@ -1,0 +1,153 @@
+"""The ``carbonledger`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import LedgerError
+
+__all__ = ["main"]
+
+
+def _emit(args: argparse.Namespace, human: str, data: dict[str, Any]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(human)
+
+
+def _write_private(path: Path, text: str) -> None:
+    # Create with 0600 from the start so the key is never world-readable.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from ledger.keys import Signer
+
+    signer = Signer.generate(args.name, cosigner=args.witness)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.name.replace("/", "_")
+    key_path, vkey_path = out / f"{stem}.key", out / f"{stem}.vkey"
+    for p in (key_path, vkey_path):
+        if p.exists():
+            raise LedgerError(f"{p} already exists; refusing to overwrite a key")
+    _write_private(key_path, signer.skey)
+    vkey_path.write_text(signer.vkey + "\n")
+    _emit(
+        args,
+        f"signer key:   {key_path} (keep secret)\nverifier key: {vkey_path}\n{signer.vkey}",
+        {"name": args.name, "key_file": str(key_path), "vkey_file": str(vkey_path), "vkey": signer.vkey},
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ledger.audit import audit_store, stored_identity
+    from ledger.errors import AuditDiscrepancy
+    from ledger.keys import Verifier
+    from ledger.state_machines import machine_for
+    from ledger.storage import LmdbStore
+
+    path = Path(args.dir)
+    if not (path / "data.mdb").is_file():
+        raise LedgerError(f"{path} holds no ledger (no data.mdb)")
+    store = LmdbStore(path)
+    try:
+        _, stored_vkey, machine_id = stored_identity(store)
+        vkey = Path(args.vkey).read_text().strip() if args.vkey else stored_vkey
+        verifier = Verifier.from_vkey(vkey)
+        bar = tqdm(total=0, unit="entry", disable=args.json or args.quiet, file=sys.stderr)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            report = audit_store(store, verifier=verifier, machine=machine_for(machine_id), progress=progress)
+        except AuditDiscrepancy as exc:
+            bar.close()
+            _emit(args, f"AUDIT FAILED at {exc.location}: {exc.detail}",
+                  {"ok": False, "location": exc.location, "detail": exc.detail})
+            return 1
+        bar.close()
+    finally:
+        store.close()
+    _emit(
+        args,
+        f"audit ok: {report.origin}: {report.entries} entries in {report.blocks} blocks, "
+        f"root {report.root.hex()}, state digest {report.state_digest.hex()}",
+        {"ok": True, "origin": report.origin, "entries": report.entries, "blocks": report.blocks,
+         "root": report.root.hex(), "state_digest": report.state_digest.hex()},
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ledger.keys import Signer
+    from ledger.log import Ledger
+
+    path = Path(args.dir)
+    key_file = path / "log.key"
+    path.mkdir(parents=True, exist_ok=True)
+    if key_file.exists():
+        signer = Signer.from_key(key_file.read_text().strip())
+    else:
+        signer = Signer.generate("demo.carbonledger.example/log")
+        _write_private(key_file, signer.skey)
+        (path / "log.vkey").write_text(signer.vkey + "\n")
+    with Ledger.open(path / "ledger", signer=signer) as led:
+        if led.size == 0:
+            led.append([json.dumps({"demo": i}).encode() for i in range(1000)])
+        print(led.checkpoint())
+        print(led.tlog_proof(led.size - 1))
+        print(f"ledger at {path / 'ledger'}: {led.size} entries; audit it with:")
+        print(f"  carbonledger audit {path / 'ledger'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carbonledger", description="A verifiable carbon ledger.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("keygen", help="write a signed-note key pair (NAME.key, NAME.vkey)")
+    p.add_argument("name", help="key name, e.g. example.org/carbon")
+    p.add_argument("--out", default=".", help="directory to write the key files into")
+    p.add_argument("--witness", action="store_true", help="a witness cosigning key (type 0x04)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("audit", help="re-verify a whole ledger directory")
+    p.add_argument("dir")
+    p.add_argument("--vkey", help="file with the log's verifier key (default: the one the ledger recorded)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("demo", help="create a demo ledger and print a proof")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LedgerError as exc:
+        print(f"carbonledger: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

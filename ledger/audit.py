@@ -1,0 +1,192 @@
+"""Audit: re-read a whole store and recompute everything it claims.
+
+The audit trusts nothing stored but the log's public key. It recomputes every
+leaf and interior hash from the entry bytes, every block hash and link, every
+checkpoint signature and root, and (when a state machine is given) replays the
+state from genesis and compares each block's state digest and the final state.
+It stops at the first discrepancy and names where it is.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ledger.block import GENESIS_PREVIOUS, block_hash, decode_block
+from ledger.checkpoint import verify_checkpoint
+from ledger.errors import AuditDiscrepancy, LedgerError
+from ledger.keys import Verifier
+from ledger.kv import EMPTY_STATE_DIGEST, MemoryKV, Overlay, fold_state_digest
+from ledger.log import StateMachineHook, open_tile_reader
+from ledger.merkle import EMPTY_ROOT, CompactRange, leaf_hash
+from ledger.storage import ReadTxn, Store, Table, from_u64, u64
+
+__all__ = ["AuditReport", "audit_store", "stored_identity"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    origin: str
+    entries: int
+    blocks: int
+    root: bytes
+    state_digest: bytes
+
+
+def stored_identity(store: Store) -> tuple[str, str, str]:
+    """``(origin, vkey, machine_id)`` recorded when the ledger was created."""
+    with store.read() as txn:
+        fields = [txn.get(Table.META, k) for k in (b"origin", b"vkey", b"machine")]
+    if any(f is None for f in fields):
+        raise AuditDiscrepancy("meta", "not a ledger: origin, key or machine missing")
+    origin, vkey, machine = (f.decode() for f in fields)  # type: ignore[union-attr]
+    return origin, vkey, machine
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+def audit_store(
+    store: Store,
+    *,
+    verifier: Verifier,
+    machine: StateMachineHook | None = None,
+    progress: Progress | None = None,
+) -> AuditReport:
+    """Audit ``store``; raise :class:`AuditDiscrepancy` at the first problem.
+
+    ``verifier`` is the log key that must have signed every checkpoint.
+    ``progress(done, total)`` is called as entries are checked.
+    """
+    origin, _, machine_id = stored_identity(store)
+    want_machine = machine.machine_id if machine is not None else "none"
+    if machine_id != want_machine:
+        raise AuditDiscrepancy("meta", f"ledger uses state machine {machine_id!r}, audit has {want_machine!r}")
+    with store.read() as txn:
+        return _Auditor(txn, origin, verifier, machine, progress).run()
+
+
+class _Auditor:
+    def __init__(
+        self,
+        txn: ReadTxn,
+        origin: str,
+        verifier: Verifier,
+        machine: StateMachineHook | None,
+        progress: Progress | None,
+    ) -> None:
+        self.txn = txn
+        self.origin = origin
+        self.verifier = verifier
+        self.machine = machine
+        self.progress = progress
+        self.read_node = open_tile_reader(txn)
+        self.edge = CompactRange()
+        self.state = MemoryKV()
+
+    def run(self) -> AuditReport:
+        last = self.txn.last(Table.BLOCKS)
+        if last is None:
+            raise AuditDiscrepancy("block 0", "missing")
+        total = decode_block(last[1]).tree_size
+        previous = None
+        digest = EMPTY_STATE_DIGEST
+        entries = self.txn.scan(Table.ENTRIES)
+        blocks = 0
+        for key, raw in self.txn.scan(Table.BLOCKS):
+            height = from_u64(key)
+            where = f"block {height}"
+            try:
+                block = decode_block(raw)
+            except LedgerError as exc:
+                raise AuditDiscrepancy(where, str(exc)) from exc
+            # (1) The chain: heights in order, each block linked to the last.
+            if block.height != height or height != blocks:
+                raise AuditDiscrepancy(where, f"records height {block.height}, expected {blocks}")
+            want_prev = GENESIS_PREVIOUS if previous is None else block_hash(previous)
+            if not _same(block.previous_hash, want_prev):
+                raise AuditDiscrepancy(where, "previous block hash does not match the block before it")
+            if previous is not None and block.time < previous.time:
+                raise AuditDiscrepancy(where, "time goes backwards")
+            if block.first_index != self.edge.size or block.tree_size != block.end_index:
+                raise AuditDiscrepancy(
+                    where,
+                    f"covers entries [{block.first_index}, {block.end_index}) with tree size "
+                    f"{block.tree_size}, but the log so far has {self.edge.size} entries",
+                )
+            # (2) The entries: recompute every hash the block depends on.
+            writes: list[tuple[bytes, bytes | None]] = []
+            for index in range(block.first_index, block.end_index):
+                pair = next(entries, None)
+                if pair is None or from_u64(pair[0]) != index:
+                    raise AuditDiscrepancy(f"entry {index}", "missing from the store")
+                self._check_entry(index, pair[1], block.time, writes)
+                if self.progress is not None and (index & 1023 == 1023 or index + 1 == total):
+                    self.progress(index + 1, total)
+            # (3) The block's root, state digest, and the signed checkpoint.
+            root = self.edge.root() if self.edge.size else EMPTY_ROOT
+            if not _same(block.root, root):
+                raise AuditDiscrepancy(where, f"root {block.root.hex()} but entries hash to {root.hex()}")
+            digest = fold_state_digest(digest, writes) if height else EMPTY_STATE_DIGEST
+            if not _same(block.state_digest, digest):
+                raise AuditDiscrepancy(where, "state digest does not match the replayed state")
+            self._check_checkpoint(where, block.tree_size, root)
+            previous = block
+            blocks += 1
+        extra = next(entries, None)
+        if extra is not None:
+            raise AuditDiscrepancy(f"entry {from_u64(extra[0])}", "stored but in no block")
+        if self.machine is not None:
+            self._check_final_state()
+        return AuditReport(self.origin, self.edge.size, blocks, self.edge.root(), digest)
+
+    def _check_entry(self, index: int, entry: bytes, time: int, writes: list[tuple[bytes, bytes | None]]) -> None:
+        where = f"entry {index}"
+        lh = leaf_hash(entry)
+        stored_index = self.txn.get(Table.LEAVES, lh)
+        if stored_index is None or from_u64(stored_index) != index:
+            raise AuditDiscrepancy(where, "bytes do not hash to the leaf recorded for them")
+        nodes: list[tuple[int, int, bytes]] = []
+        self.edge.append(lh, nodes)
+        for level, node_index, h in nodes:
+            try:
+                stored = self.read_node(level, node_index)
+            except LedgerError as exc:
+                raise AuditDiscrepancy(where, str(exc)) from exc
+            if not _same(stored, h):
+                raise AuditDiscrepancy(
+                    where, f"stored tree hash at level {level} index {node_index} does not match the entries"
+                )
+        if self.machine is not None:
+            overlay = Overlay(self.state)
+            try:
+                self.machine.apply(overlay, entry, self.machine.context(index=index, time=time))
+            except LedgerError as exc:
+                raise AuditDiscrepancy(where, f"rejected on replay: {exc}") from exc
+            overlay.commit_into(self.state)
+            writes.extend(overlay.writes)
+
+    def _check_checkpoint(self, where: str, size: int, root: bytes) -> None:
+        note = self.txn.get(Table.CHECKPOINTS, u64(size))
+        if note is None:
+            raise AuditDiscrepancy(where, f"no checkpoint for tree size {size}")
+        try:
+            cp = verify_checkpoint(note, self.verifier)
+        except LedgerError as exc:
+            raise AuditDiscrepancy(f"checkpoint {size}", str(exc)) from exc
+        if cp.size != size or not _same(cp.root_hash, root):
+            raise AuditDiscrepancy(f"checkpoint {size}", "signed size or root differs from the recomputed tree")
+
+    def _check_final_state(self) -> None:
+        stored = self.txn.scan(Table.STATE)
+        for key, value in self.state.items():
+            got = next(stored, None)
+            if got != (key, value):
+                raise AuditDiscrepancy(f"state key {key!r}", "stored state differs from the replayed state")
+        extra = next(stored, None)
+        if extra is not None:
+            raise AuditDiscrepancy(f"state key {extra[0]!r}", "stored but not produced by replay")

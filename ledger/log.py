@@ -1,0 +1,477 @@
+"""Sequencing: batch -> block -> checkpoint, in one durable transaction.
+
+:class:`Ledger` is the log's public face. An append batch is written in one
+store transaction holding the entries, their tree hashes, the state machine's
+changes, the block that records the batch, and the signed checkpoint for the
+new tree size. The transaction commits durably before any index is returned;
+if anything fails, nothing of the batch is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ledger.block import GENESIS_PREVIOUS, Block, block_hash, decode_block, encode_block
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.errors import LedgerError, MalformedError, NotFound, StorageError
+from ledger.keys import Signer
+from ledger.kv import EMPTY_STATE_DIGEST, KV, Overlay, fold_state_digest
+from ledger.merkle import CompactRange, EMPTY_ROOT, consistency_proof, inclusion_proof, leaf_hash, root_at
+from ledger.merkle.fetch import ReadNode
+from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteTxn, from_u64, u64
+from ledger.storage.tiles import TILE_BYTES, node_slot, tile_key
+from ledger.tlog_proof import TlogProof, format_tlog_proof
+
+__all__ = ["Ledger", "Receipt", "StateMachineHook", "MAX_ENTRY_BYTES", "MAX_BATCH", "open_tile_reader"]
+
+#: Largest entry the log accepts. A DSSE envelope with a full PACT document
+#: and its extensions is a few KiB; 1 MiB leaves room and caps abuse.
+MAX_ENTRY_BYTES = 1 << 20
+#: Most entries in one append batch (one transaction).
+MAX_BATCH = 100_000
+
+_FORMAT_VERSION = b"carbonledger/ledger/v1"
+_NO_MACHINE = "none"
+_ZERO_HASH = bytes(32)
+
+
+class StateMachineHook(Protocol):
+    """What the log needs of a state machine (see ``ledger.state``)."""
+
+    machine_id: str
+
+    def apply(self, kv: KV, entry: bytes, ctx: Any, verified: frozenset[str] | None = None) -> Any: ...
+
+    def context(self, *, index: int, time: int) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The outcome of one accepted entry: its ``index``; ``duplicate`` when the
+    same bytes were already in the log (the index is the earlier one); and
+    what the state machine reported (``applied``), if one is attached."""
+
+    index: int
+    duplicate: bool = False
+    applied: Any = None
+
+
+def open_tile_reader(txn: ReadTxn) -> ReadNode:
+    """A ``read_node(level, index)`` over the tiles visible to ``txn``.
+
+    Tiles read once are kept for the life of the reader, so one proof reads
+    each tile at most once.
+    """
+    cache: dict[tuple[int, int], Any] = {}
+    get = getattr(txn, "get_view", None) or txn.get
+
+    def read_node(level: int, index: int) -> bytes:
+        tile_level, tile_index, offset = node_slot(level, index)
+        tile = cache.get((tile_level, tile_index))
+        if tile is None:
+            tile = get(Table.TILES, tile_key(tile_level, tile_index))
+            if tile is None:
+                raise StorageError(f"tile {tile_level}/{tile_index} is missing")
+            cache[(tile_level, tile_index)] = tile
+        node = bytes(tile[offset : offset + 32])
+        if node == _ZERO_HASH:
+            raise StorageError(f"tree node {level}/{index} is missing from its tile")
+        return node
+
+    return read_node
+
+
+class _TileWriter:
+    """Collects the nodes completed by a batch and writes each touched tile once."""
+
+    def __init__(self, txn: WriteTxn) -> None:
+        self._txn = txn
+        self._dirty: dict[tuple[int, int], bytearray] = {}
+
+    def set_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        for level, index, h in nodes:
+            tile_level, tile_index, offset = node_slot(level, index)
+            buf = self._dirty.get((tile_level, tile_index))
+            if buf is None:
+                old = self._txn.get(Table.TILES, tile_key(tile_level, tile_index))
+                buf = bytearray(old) if old is not None else bytearray(TILE_BYTES)
+                self._dirty[(tile_level, tile_index)] = buf
+            buf[offset : offset + 32] = h
+
+    def flush(self) -> None:
+        for (tile_level, tile_index), buf in sorted(self._dirty.items()):
+            self._txn.put(Table.TILES, tile_key(tile_level, tile_index), bytes(buf))
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    block: Block
+    block_hash: bytes
+    edge: CompactRange
+    checkpoint: str
+
+
+class Ledger:
+    """An append-only RFC 9162 log with signed checkpoints over a store.
+
+    Open one with :meth:`open` (LMDB) or :meth:`memory` (the in-memory twin).
+    Appends are serialised by an internal lock; reads may run concurrently.
+    """
+
+    def __init__(self, store: Store, *, signer: Signer, machine: StateMachineHook | None = None) -> None:
+        self._store = store
+        self._signer = signer
+        self._machine = machine
+        self._lock = threading.Lock()
+        self._clock: Callable[[], float] = time.time
+        self._head = self._load_or_create()
+
+    # -- construction ---------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        signer: Signer,
+        machine: StateMachineHook | None = None,
+        map_size: int | None = None,
+    ) -> "Ledger":
+        """Open the LMDB ledger in directory ``path``, creating it if missing.
+
+        The log's origin is the signer's name; opening an existing ledger
+        with another signer, or with another state machine, is refused.
+        """
+        store = LmdbStore(path, **({"map_size": map_size} if map_size else {}))
+        try:
+            return cls(store, signer=signer, machine=machine)
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def memory(cls, *, signer: Signer, machine: StateMachineHook | None = None) -> "Ledger":
+        """A ledger in memory: same behaviour, no durability."""
+        return cls(MemoryStore(), signer=signer, machine=machine)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def origin(self) -> str:
+        return self._signer.name
+
+    @property
+    def vkey(self) -> str:
+        return self._signer.vkey
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def machine_id(self) -> str:
+        return self._machine.machine_id if self._machine is not None else _NO_MACHINE
+
+    def _load_or_create(self) -> _Head:
+        with self._store.read() as txn:
+            version = txn.get(Table.META, b"format")
+            if version is not None:
+                return self._load(txn, version)
+        return self._create()
+
+    def _load(self, txn: ReadTxn, version: bytes) -> _Head:
+        if version != _FORMAT_VERSION:
+            raise StorageError(f"unknown ledger format {version!r}")
+        for field, want in (
+            (b"origin", self._signer.name),
+            (b"vkey", self._signer.vkey),
+            (b"machine", self.machine_id),
+        ):
+            have = (txn.get(Table.META, field) or b"").decode()
+            if have != want:
+                raise StorageError(f"ledger {field.decode()} is {have!r}, but was opened with {want!r}")
+        last = txn.last(Table.BLOCKS)
+        if last is None:
+            raise StorageError("ledger has no blocks")
+        block = decode_block(last[1])
+        edge = CompactRange.load(open_tile_reader(txn), block.tree_size)
+        if edge.root() != block.root:
+            raise StorageError(f"stored tree root at size {block.tree_size} does not match block {block.height}")
+        note = txn.get(Table.CHECKPOINTS, u64(block.tree_size))
+        if note is None:
+            raise StorageError(f"no checkpoint for tree size {block.tree_size}")
+        return _Head(block, block_hash(block), edge, note.decode())
+
+    def _create(self) -> _Head:
+        block = Block(0, GENESIS_PREVIOUS, 0, 0, 0, EMPTY_ROOT, int(self._clock()), EMPTY_STATE_DIGEST)
+        note = sign_checkpoint(Checkpoint(self._signer.name, 0, EMPTY_ROOT), self._signer)
+
+        def work(txn: WriteTxn) -> None:
+            if txn.get(Table.META, b"format") is not None:
+                raise StorageError("ledger was created concurrently")
+            txn.put(Table.META, b"format", _FORMAT_VERSION)
+            txn.put(Table.META, b"origin", self._signer.name.encode())
+            txn.put(Table.META, b"vkey", self._signer.vkey.encode())
+            txn.put(Table.META, b"machine", self.machine_id.encode())
+            txn.put(Table.BLOCKS, u64(0), encode_block(block))
+            txn.put(Table.CHECKPOINTS, u64(0), note.encode())
+
+        self._store.run_write(work)
+        return _Head(block, block_hash(block), CompactRange(), note)
+
+    # -- appending ------------------------------------------------------
+
+    def append(self, entries: Sequence[bytes]) -> list[int]:
+        """Append ``entries`` in order; return their indexes once durable.
+
+        Idempotent per entry bytes: an entry already in the log (or earlier
+        in the same batch) gets its existing index. All or nothing: if the
+        state machine rejects any entry, the error is raised and nothing of
+        the batch is written.
+        """
+        receipts = self.submit(entries, all_or_nothing=True)
+        return [r.index for r in receipts]  # type: ignore[union-attr]
+
+    def submit(
+        self,
+        entries: Sequence[bytes],
+        *,
+        verified: Sequence[frozenset[str] | None] | None = None,
+        all_or_nothing: bool = False,
+    ) -> list[Receipt | LedgerError]:
+        """Append what the state machine accepts; report each entry's outcome.
+
+        ``verified[i]`` lists the keys whose signatures on entry ``i`` were
+        already checked (so the state machine need not check them again).
+        The accepted entries become durable in one transaction before this
+        returns; a rejected entry is not appended and changes nothing.
+        """
+        if len(entries) > MAX_BATCH:
+            raise MalformedError("batch", f"{len(entries)} entries, at most {MAX_BATCH}")
+        if verified is not None and len(verified) != len(entries):
+            raise MalformedError("verified", "must have one item per entry")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, bytes):
+                raise MalformedError(f"entry {i}", "must be bytes")
+            if len(entry) > MAX_ENTRY_BYTES:
+                raise MalformedError(f"entry {i}", f"{len(entry)} bytes, at most {MAX_ENTRY_BYTES}")
+        with self._lock:
+            head = self._head
+            now = max(head.block.time, int(self._clock()))
+
+            def work(txn: WriteTxn) -> tuple[list[Receipt | LedgerError], _Head | None]:
+                return self._write_batch(txn, head, now, entries, verified, all_or_nothing)
+
+            results, new_head = self._store.run_write(work)  # type: ignore[misc]
+            if new_head is not None:
+                self._head = new_head
+            return results  # type: ignore[no-any-return]
+
+    def _write_batch(
+        self,
+        txn: WriteTxn,
+        head: _Head,
+        now: int,
+        entries: Sequence[bytes],
+        verified: Sequence[frozenset[str] | None] | None,
+        all_or_nothing: bool,
+    ) -> tuple[list[Receipt | LedgerError], _Head | None]:
+        edge = head.edge.copy()
+        first = edge.size
+        tiles = _TileWriter(txn)
+        state = txn.kv(Table.STATE)
+        state_writes: list[tuple[bytes, bytes | None]] = []
+        in_batch: dict[bytes, int] = {}
+        results: list[Receipt | LedgerError] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        for i, entry in enumerate(entries):
+            lh = leaf_hash(entry)
+            earlier = in_batch.get(lh)
+            if earlier is None:
+                stored = txn.get(Table.LEAVES, lh)
+                earlier = from_u64(stored) if stored is not None else None
+            if earlier is not None:
+                results.append(Receipt(earlier, duplicate=True))
+                continue
+            index = edge.size
+            applied = None
+            if self._machine is not None:
+                overlay = Overlay(state)
+                try:
+                    applied = self._machine.apply(
+                        overlay,
+                        entry,
+                        self._machine.context(index=index, time=now),
+                        verified[i] if verified is not None else None,
+                    )
+                except LedgerError as exc:
+                    if all_or_nothing:
+                        raise
+                    results.append(exc)
+                    continue
+                overlay.commit_into(state)
+                state_writes.extend(overlay.writes)
+            txn.put(Table.ENTRIES, u64(index), entry, append=True)
+            txn.put(Table.LEAVES, lh, u64(index))
+            in_batch[lh] = index
+            nodes.clear()
+            edge.append(lh, nodes)
+            tiles.set_nodes(nodes)
+            results.append(Receipt(index, applied=applied))
+        if edge.size == first:
+            return results, None
+        tiles.flush()
+        root = edge.root()
+        block = Block(
+            height=head.block.height + 1,
+            previous_hash=head.block_hash,
+            first_index=first,
+            count=edge.size - first,
+            tree_size=edge.size,
+            root=root,
+            time=now,
+            state_digest=fold_state_digest(head.block.state_digest, state_writes),
+        )
+        note = sign_checkpoint(Checkpoint(self._signer.name, edge.size, root), self._signer)
+        txn.put(Table.BLOCKS, u64(block.height), encode_block(block), append=True)
+        txn.put(Table.CHECKPOINTS, u64(edge.size), note.encode(), append=True)
+        return results, _Head(block, block_hash(block), edge, note)
+
+    # -- reading --------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self._head.edge.size
+
+    @property
+    def head(self) -> Block:
+        """The latest block."""
+        return self._head.block
+
+    def root(self, size: int | None = None) -> bytes:
+        """The tree root at ``size`` (default: now); ``0 <= size <= self.size``."""
+        size = self._check_size(size)
+        if size == self.size:
+            return self._head.edge.root()
+        with self._store.read() as txn:
+            return root_at(open_tile_reader(txn), size)
+
+    def entry(self, index: int) -> bytes:
+        """The exact bytes of entry ``index``, as hashed into the tree."""
+        with self._store.read() as txn:
+            value = txn.get(Table.ENTRIES, u64(index)) if 0 <= index < self.size else None
+        if value is None:
+            raise NotFound("entry", index)
+        return value
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """``(index, bytes)`` for entries ``[start, end)`` in order."""
+        end = self.size if end is None else min(end, self.size)
+        with self._store.read() as txn:
+            for key, value in txn.scan(Table.ENTRIES, u64(max(start, 0))):
+                index = from_u64(key)
+                if index >= end:
+                    break
+                yield index, value
+
+    def index_of(self, entry: bytes) -> int:
+        """The index of an entry by its bytes."""
+        with self._store.read() as txn:
+            value = txn.get(Table.LEAVES, leaf_hash(entry))
+        if value is None or from_u64(value) >= self.size:
+            raise NotFound("entry", leaf_hash(entry).hex())
+        return from_u64(value)
+
+    def block(self, height: int) -> Block:
+        with self._store.read() as txn:
+            value = txn.get(Table.BLOCKS, u64(height)) if height >= 0 else None
+        if value is None:
+            raise NotFound("block", height)
+        return decode_block(value)
+
+    def checkpoint(self, size: int | None = None) -> str:
+        """The signed checkpoint note for tree ``size`` (default: the latest).
+
+        Sizes where a block ended have a stored checkpoint; any other earlier
+        size gets a freshly signed one (Ed25519 is deterministic, so the bytes
+        are the same every time).
+        """
+        if size is None or size == self.size:
+            return self._head.checkpoint
+        size = self._check_size(size)
+        with self._store.read() as txn:
+            stored = txn.get(Table.CHECKPOINTS, u64(size))
+            if stored is not None:
+                return stored.decode()
+            root = root_at(open_tile_reader(txn), size)
+        return sign_checkpoint(Checkpoint(self._signer.name, size, root), self._signer)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in tree ``size``.
+
+        Requires ``0 <= index < size <= self.size``.
+        """
+        size = self._check_size(size)
+        if not 0 <= index < size:
+            raise NotFound("entry", index)
+        with self._store.read() as txn:
+            return inclusion_proof(open_tile_reader(txn), index, size)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """RFC 9162 consistency proof from ``size1`` to ``size2``.
+
+        Requires ``0 < size1 <= size2 <= self.size``.
+        """
+        size2 = self._check_size(size2)
+        if not 0 < size1 <= size2:
+            raise MalformedError("size1", f"must be in [1, {size2}], got {size1}")
+        with self._store.read() as txn:
+            return consistency_proof(open_tile_reader(txn), size1, size2)
+
+    def tlog_proof(self, index: int, size: int | None = None) -> str:
+        """A C2SP tlog-proof of entry ``index`` in tree ``size`` (default: now),
+        verifiable offline with the entry bytes and a tlog-policy."""
+        size = self.size if size is None else size
+        proof = self.inclusion_proof(index, size)
+        return format_tlog_proof(TlogProof(index, tuple(proof), self.checkpoint(size)))
+
+    def state(self) -> "_StateReader":
+        """A read-only snapshot of the state machine's KV, for queries::
+
+            with ledger.state() as kv: ...
+        """
+        return _StateReader(self._store)
+
+    def _check_size(self, size: int | None) -> int:
+        current = self.size
+        if size is None:
+            return current
+        if type(size) is not int or not 0 <= size <= current:
+            raise NotFound("tree size", size)
+        return size
+
+
+class _StateReader:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cm: Any = None
+
+    def __enter__(self) -> KV:
+        self._cm = self._store.read()
+        txn = self._cm.__enter__()
+        return txn.kv(Table.STATE)  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)

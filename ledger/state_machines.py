@@ -1,0 +1,15 @@
+"""Which state machine a ledger was created with, by the id it recorded."""
+
+from __future__ import annotations
+
+from ledger.errors import StorageError
+from ledger.log import StateMachineHook
+
+__all__ = ["machine_for"]
+
+
+def machine_for(machine_id: str) -> StateMachineHook | None:
+    """The state machine recorded as ``machine_id`` (``"none"``: a plain log)."""
+    if machine_id == "none":
+        return None
+    raise StorageError(f"unknown state machine {machine_id!r}")

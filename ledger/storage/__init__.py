@@ -1,0 +1,7 @@
+"""Storage: LMDB (the embedded default) and its in-memory twin, behind one interface."""
+
+from ledger.storage.base import ReadTxn, Store, Table, WriteTxn, from_u64, u64
+from ledger.storage.lmdb_store import LmdbStore
+from ledger.storage.memory import MemoryStore
+
+__all__ = ["Store", "ReadTxn", "WriteTxn", "Table", "LmdbStore", "MemoryStore", "u64", "from_u64"]

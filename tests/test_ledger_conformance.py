@@ -1,0 +1,161 @@
+"""One conformance suite for the log, run on LMDB and on the in-memory twin."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger import merkle
+from ledger.checkpoint import verify_checkpoint
+from ledger.errors import LedgerError, MalformedError, NotFound, StorageError
+from ledger.keys import Signer
+from ledger.log import MAX_ENTRY_BYTES, Ledger
+from ledger.policy import parse_policy
+from ledger.tlog_proof import verify_tlog_proof
+from tests import merkle_reference as ref
+
+SIGNER = Signer.from_seed("example.org/carbon", hashlib.sha256(b"conformance").digest())
+
+
+@pytest.fixture(params=["lmdb", "memory"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    if request.param == "lmdb":
+        led = Ledger.open(tmp_path / "ledger", signer=SIGNER)
+    else:
+        led = Ledger.memory(signer=SIGNER)
+    yield led
+    led.close()
+
+
+def entries(n: int, start: int = 0) -> list[bytes]:
+    return [f"entry-{i}".encode() for i in range(start, start + n)]
+
+
+def test_new_ledger_is_empty_with_signed_checkpoint(ledger: Ledger) -> None:
+    assert ledger.size == 0
+    cp = verify_checkpoint(ledger.checkpoint(), SIGNER.verifier())
+    assert (cp.origin, cp.size, cp.root_hash) == ("example.org/carbon", 0, merkle.EMPTY_ROOT)
+
+
+def test_append_assigns_consecutive_indexes_and_roots_match_reference(ledger: Ledger) -> None:
+    data = entries(300)
+    got: list[int] = []
+    # Batches of uneven sizes cross tile boundaries (256) at odd points.
+    for lo, hi in ((0, 1), (1, 2), (2, 37), (37, 255), (255, 257), (257, 300)):
+        got += ledger.append(data[lo:hi])
+        assert ledger.root() == ref.mth(data[:hi])
+    assert got == list(range(300))
+    assert [ledger.entry(i) for i in (0, 150, 299)] == [data[0], data[150], data[299]]
+    assert list(ledger.entries(298)) == [(298, data[298]), (299, data[299])]
+
+
+def test_append_is_idempotent_per_entry_bytes(ledger: Ledger) -> None:
+    assert ledger.append([b"a", b"b", b"a"]) == [0, 1, 0]
+    assert ledger.append([b"b", b"c"]) == [1, 2]
+    assert ledger.size == 3
+    assert ledger.index_of(b"c") == 2
+    with pytest.raises(NotFound):
+        ledger.index_of(b"zzz")
+
+
+def test_proofs_for_every_historical_size_match_reference(ledger: Ledger) -> None:
+    data = entries(70)
+    for lo in range(0, 70, 9):
+        ledger.append(data[lo : lo + 9])
+    for size in range(1, 71):
+        root = ledger.root(size)
+        assert root == ref.mth(data[:size])
+        for index in range(0, size, 7):
+            proof = ledger.inclusion_proof(index, size)
+            assert proof == ref.path(index, data[:size])
+            merkle.verify_inclusion(merkle.leaf_hash(data[index]), index, size, proof, root)
+        for size1 in range(1, size + 1, 5):
+            assert ledger.consistency_proof(size1, size) == ref.proof(size1, data[:size])
+
+
+def test_checkpoints_are_signed_for_every_size(ledger: Ledger) -> None:
+    ledger.append(entries(10))
+    ledger.append(entries(5, 10))
+    for size in (0, 3, 10, 15):
+        cp = verify_checkpoint(ledger.checkpoint(size), SIGNER.verifier())
+        assert cp.size == size and cp.root_hash == ref.mth(entries(15)[:size])
+    # Stored and freshly signed checkpoints are the same bytes (Ed25519 is deterministic).
+    assert ledger.checkpoint(10) == ledger.checkpoint(10)
+
+
+def test_tlog_proof_verifies_offline(ledger: Ledger) -> None:
+    data = entries(40)
+    ledger.append(data)
+    policy = parse_policy(f"log {SIGNER.vkey}\nquorum none\n")
+    for index in (0, 17, 39):
+        text = ledger.tlog_proof(index)
+        cp = verify_tlog_proof(text, data[index], policy)
+        assert cp.size == 40
+        with pytest.raises(LedgerError):
+            verify_tlog_proof(text, data[index] + b"x", policy)
+    old = ledger.tlog_proof(3, size=5)
+    assert verify_tlog_proof(old, data[3], policy).size == 5
+    other = Signer.generate("example.org/carbon")
+    with pytest.raises(LedgerError):
+        verify_tlog_proof(old, data[3], parse_policy(f"log {other.vkey}\nquorum none\n"))
+
+
+def test_blocks_chain_batches(ledger: Ledger) -> None:
+    ledger.append(entries(3))
+    ledger.append(entries(2, 3))
+    ledger.append(entries(2, 3))  # duplicates only: no new block
+    b1, b2 = ledger.block(1), ledger.block(2)
+    assert (b1.first_index, b1.count, b1.tree_size) == (0, 3, 3)
+    assert (b2.first_index, b2.count, b2.tree_size) == (3, 2, 5)
+    assert ledger.head == b2
+    with pytest.raises(NotFound):
+        ledger.block(3)
+
+
+def test_bad_input_gets_typed_errors_and_changes_nothing(ledger: Ledger) -> None:
+    ledger.append([b"keep"])
+    before = (ledger.size, ledger.root(), ledger.checkpoint())
+    with pytest.raises(MalformedError):
+        ledger.append([b"ok", "not bytes"])  # type: ignore[list-item]
+    with pytest.raises(MalformedError):
+        ledger.append([b"x" * (MAX_ENTRY_BYTES + 1)])
+    for bad in (-1, 1, 2):
+        with pytest.raises(NotFound):
+            ledger.entry(bad)
+    with pytest.raises(NotFound):
+        ledger.inclusion_proof(0, 5)
+    with pytest.raises(LedgerError):
+        ledger.consistency_proof(0, 1)
+    with pytest.raises(NotFound):
+        ledger.checkpoint(9)
+    assert (ledger.size, ledger.root(), ledger.checkpoint()) == before
+
+
+def test_lmdb_reopen_keeps_everything(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        led.append(entries(500))
+        root, note = led.root(), led.checkpoint()
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        assert (led.size, led.root(), led.checkpoint()) == (500, root, note)
+        assert led.append(entries(1, 500)) == [500]
+        assert led.append(entries(1, 7)) == [7]
+
+
+def test_lmdb_refuses_another_signer(tmp_path: Path) -> None:
+    Ledger.open(tmp_path / "l", signer=SIGNER).close()
+    with pytest.raises(StorageError):
+        Ledger.open(tmp_path / "l", signer=Signer.generate("example.org/carbon"))
+
+
+def test_lmdb_grows_past_its_map_size(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l", signer=SIGNER, map_size=256 << 10) as led:
+        start = led.store.map_size  # type: ignore[attr-defined]
+        blob = [bytes([i % 251]) * 4000 + i.to_bytes(4, "big") for i in range(400)]
+        assert led.append(blob) == list(range(400))
+        assert led.store.map_size > start  # type: ignore[attr-defined]
+        assert led.entry(399) == blob[399]
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        assert led.root() == ref.mth(blob)
