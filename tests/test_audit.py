@@ -1,0 +1,128 @@
+"""Audit finds every kind of tampering, and the CLI reports it by exit code."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from client.cli import main
+from ledger.audit import audit_store
+from ledger.errors import AuditDiscrepancy
+from ledger.keys import Signer
+from ledger.log import Ledger
+from ledger.storage import LmdbStore, Table, u64
+
+SIGNER = Signer.from_seed("example.org/audit", hashlib.sha256(b"audit").digest())
+
+
+def make_ledger(path: Path, n: int = 600) -> list[bytes]:
+    data = [f"entry {i} ".encode() * (1 + i % 4) for i in range(n)]
+    with Ledger.open(path, signer=SIGNER) as led:
+        for lo in range(0, n, 150):
+            led.append(data[lo : lo + 150])
+    return data
+
+
+def tamper(path: Path, table: str, key: bytes, mutate: object) -> None:
+    env = lmdb.open(str(path), max_dbs=16)
+    db = env.open_db(table.encode())
+    with env.begin(write=True) as txn:
+        value = txn.get(key, db=db)
+        new = mutate(bytes(value) if value is not None else None)  # type: ignore[operator]
+        if new is None:
+            txn.delete(key, db=db)
+        else:
+            txn.put(key, new, db=db)
+    env.close()
+
+
+def flip(offset: int):  # type: ignore[no-untyped-def]
+    def mutate(value: bytes) -> bytes:
+        b = bytearray(value)
+        b[offset % len(b)] ^= 0x01
+        return bytes(b)
+
+    return mutate
+
+
+def audit(path: Path) -> None:
+    store = LmdbStore(path)
+    try:
+        audit_store(store, verifier=SIGNER.verifier())
+    finally:
+        store.close()
+
+
+def test_clean_ledger_audits(tmp_path: Path) -> None:
+    make_ledger(tmp_path / "l")
+    audit(tmp_path / "l")
+
+
+def test_any_single_flipped_entry_byte_is_found(tmp_path: Path) -> None:
+    data = make_ledger(tmp_path / "l", 300)
+    rng = random.Random(7)
+    # Every byte of one entry, and a random byte of many others.
+    targets = [(123, off) for off in range(len(data[123]))]
+    targets += [(i, rng.randrange(len(data[i]))) for i in rng.sample(range(300), 20)]
+    for index, offset in targets:
+        tamper(tmp_path / "l", Table.ENTRIES, u64(index), flip(offset))
+        with pytest.raises(AuditDiscrepancy) as err:
+            audit(tmp_path / "l")
+        assert err.value.location == f"entry {index}"
+        tamper(tmp_path / "l", Table.ENTRIES, u64(index), flip(offset))  # undo
+    audit(tmp_path / "l")
+
+
+@pytest.mark.parametrize(
+    "table,key,mutate,where",
+    [
+        (Table.ENTRIES, u64(42), lambda v: None, "entry 42"),
+        (Table.ENTRIES, u64(42), lambda v: v + b"x", "entry 42"),
+        (Table.ENTRIES, u64(600), lambda v: b"extra", "entry 600"),
+        (Table.TILES, bytes([0]) + u64(1), flip(5 * 32), "entry 261"),
+        (Table.TILES, bytes([1]) + u64(0), flip(0), "entry 255"),
+        (Table.BLOCKS, u64(2), flip(20), "block 2"),
+        (Table.BLOCKS, u64(3), flip(70), "block 3"),
+        (Table.CHECKPOINTS, u64(300), flip(60), "checkpoint 300"),
+        (Table.CHECKPOINTS, u64(450), lambda v: None, "block 3"),
+        (Table.LEAVES, hashlib.sha256(b"\x00" + b"entry 0 ").digest(), lambda v: u64(1), "entry 0"),
+    ],
+)
+def test_tampering_is_found_and_named(tmp_path: Path, table: str, key: bytes, mutate: object, where: str) -> None:
+    make_ledger(tmp_path / "l")
+    tamper(tmp_path / "l", table, key, mutate)
+    with pytest.raises(AuditDiscrepancy) as err:
+        audit(tmp_path / "l")
+    assert err.value.location == where
+
+
+def test_audit_with_a_foreign_key_fails(tmp_path: Path) -> None:
+    make_ledger(tmp_path / "l", 10)
+    store = LmdbStore(tmp_path / "l")
+    with pytest.raises(AuditDiscrepancy):
+        audit_store(store, verifier=Signer.generate("example.org/audit").verifier())
+    store.close()
+
+
+def test_cli_audit_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_ledger(tmp_path / "l", 50)
+    assert main(["audit", str(tmp_path / "l"), "--quiet"]) == 0
+    assert "audit ok" in capsys.readouterr().out
+    tamper(tmp_path / "l", Table.ENTRIES, u64(7), flip(0))
+    assert main(["audit", str(tmp_path / "l"), "--json"]) == 1
+    assert '"location": "entry 7"' in capsys.readouterr().out
+    assert main(["audit", str(tmp_path / "nothing")]) == 2
+
+
+def test_cli_keygen_writes_interoperable_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keygen", "example.org/k", "--out", str(tmp_path)]) == 0
+    skey = (tmp_path / "example.org_k.key").read_text().strip()
+    vkey = (tmp_path / "example.org_k.vkey").read_text().strip()
+    signer = Signer.from_key(skey)
+    assert signer.vkey == vkey and skey.startswith("PRIVATE+KEY+example.org/k+")
+    assert (tmp_path / "example.org_k.key").stat().st_mode & 0o077 == 0
+    assert main(["keygen", "example.org/k", "--out", str(tmp_path)]) == 2  # never overwrites
