@@ -24,7 +24,7 @@ from ledger.kv import EMPTY_STATE_DIGEST, KV, Overlay, fold_state_digest
 from ledger.merkle import CompactRange, EMPTY_ROOT, consistency_proof, inclusion_proof, leaf_hash, root_at
 from ledger.merkle.fetch import ReadNode
 from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteTxn, from_u64, u64
-from ledger.storage.tiles import TILE_BYTES, node_slot, tile_key
+from ledger.storage.tiles import ROW_OFFSET, TILE_BYTES, node_slot, tile_key
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
 __all__ = ["Ledger", "Receipt", "StateMachineHook", "MAX_ENTRY_BYTES", "MAX_BATCH", "open_tile_reader"]
@@ -67,17 +67,23 @@ def open_tile_reader(txn: ReadTxn) -> ReadNode:
     Tiles read once are kept for the life of the reader, so one proof reads
     each tile at most once.
     """
-    cache: dict[tuple[int, int], Any] = {}
+    cache: dict[int, Any] = {}
     get = getattr(txn, "get_view", None) or txn.get
 
     def read_node(level: int, index: int) -> bytes:
-        tile_level, tile_index, offset = node_slot(level, index)
-        tile = cache.get((tile_level, tile_index))
+        # node_slot(), inlined: this is the innermost loop of proof serving.
+        row = level & 7
+        shift = 8 - row
+        tile_level = level >> 3
+        tile_index = index >> shift
+        cache_key = tile_index << 8 | tile_level
+        tile = cache.get(cache_key)
         if tile is None:
             tile = get(Table.TILES, tile_key(tile_level, tile_index))
             if tile is None:
                 raise StorageError(f"tile {tile_level}/{tile_index} is missing")
-            cache[(tile_level, tile_index)] = tile
+            cache[cache_key] = tile
+        offset = (ROW_OFFSET[row] + (index & ((1 << shift) - 1))) << 5
         node = bytes(tile[offset : offset + 32])
         if node == _ZERO_HASH:
             raise StorageError(f"tree node {level}/{index} is missing from its tile")

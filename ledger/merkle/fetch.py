@@ -21,6 +21,11 @@ ReadNode = Callable[[int, int], bytes]
 def range_hash(read_node: ReadNode, begin: int, end: int) -> bytes:
     """MTH of leaves ``[begin, end)``; requires ``begin < end`` and a range as
     produced by ``ledger.merkle.ranges``."""
+    width = end - begin
+    if width & (width - 1) == 0:
+        # A perfect subtree (the common case): one stored node.
+        level = width.bit_length() - 1
+        return read_node(level, begin >> level)
     nodes = perfect_subtrees(begin, end)
     acc = read_node(*nodes[-1])
     for level, index in reversed(nodes[:-1]):
