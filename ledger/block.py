@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ledger.errors import MalformedError
 
-__all__ = ["Block", "encode_block", "decode_block", "block_hash", "GENESIS_PREVIOUS"]
+__all__ = ["GENESIS_PREVIOUS", "Block", "block_hash", "decode_block", "encode_block"]
 
 _VERSION = 1
 _FORMAT = struct.Struct(">BQ32sQQQ32sQ32s")

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 from typing import Protocol
 
-__all__ = ["KV", "MemoryKV", "Overlay", "fold_state_digest", "EMPTY_STATE_DIGEST"]
+__all__ = ["EMPTY_STATE_DIGEST", "KV", "MemoryKV", "Overlay", "fold_state_digest"]
 
 
 class KV(Protocol):

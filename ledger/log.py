@@ -21,13 +21,20 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import LedgerError, MalformedError, NotFound, StorageError
 from ledger.keys import Signer
 from ledger.kv import EMPTY_STATE_DIGEST, KV, Overlay, fold_state_digest
-from ledger.merkle import CompactRange, EMPTY_ROOT, consistency_proof, inclusion_proof, leaf_hash, root_at
+from ledger.merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_at,
+)
 from ledger.merkle.fetch import ReadNode
 from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteTxn, from_u64, u64
 from ledger.storage.tiles import ROW_OFFSET, TILE_BYTES, node_slot, tile_key
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
-__all__ = ["Ledger", "Receipt", "StateMachineHook", "MAX_ENTRY_BYTES", "MAX_BATCH", "open_tile_reader"]
+__all__ = ["MAX_BATCH", "MAX_ENTRY_BYTES", "Ledger", "Receipt", "StateMachineHook", "open_tile_reader"]
 
 #: Largest entry the log accepts. A DSSE envelope with a full PACT document
 #: and its extensions is a few KiB; 1 MiB leaves room and caps abuse.
@@ -147,7 +154,7 @@ class Ledger:
         signer: Signer,
         machine: StateMachineHook | None = None,
         map_size: int | None = None,
-    ) -> "Ledger":
+    ) -> Ledger:
         """Open the LMDB ledger in directory ``path``, creating it if missing.
 
         The log's origin is the signer's name; opening an existing ledger
@@ -161,14 +168,14 @@ class Ledger:
             raise
 
     @classmethod
-    def memory(cls, *, signer: Signer, machine: StateMachineHook | None = None) -> "Ledger":
+    def memory(cls, *, signer: Signer, machine: StateMachineHook | None = None) -> Ledger:
         """A ledger in memory: same behaviour, no durability."""
         return cls(MemoryStore(), signer=signer, machine=machine)
 
     def close(self) -> None:
         self._store.close()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -280,10 +287,10 @@ class Ledger:
             def work(txn: WriteTxn) -> tuple[list[Receipt | LedgerError], _Head | None]:
                 return self._write_batch(txn, head, now, entries, verified, all_or_nothing)
 
-            results, new_head = self._store.run_write(work)  # type: ignore[misc]
+            results, new_head = self._store.run_write(work)
             if new_head is not None:
                 self._head = new_head
-            return results  # type: ignore[no-any-return]
+            return results
 
     def _write_batch(
         self,
@@ -453,7 +460,7 @@ class Ledger:
         proof = self.inclusion_proof(index, size)
         return format_tlog_proof(TlogProof(index, tuple(proof), self.checkpoint(size)))
 
-    def state(self) -> "_StateReader":
+    def state(self) -> _StateReader:
         """A read-only snapshot of the state machine's KV, for queries::
 
             with ledger.state() as kv: ...
@@ -479,5 +486,5 @@ class _StateReader:
         txn = self._cm.__enter__()
         return txn.kv(Table.STATE)  # type: ignore[no-any-return]
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._cm.__exit__(*exc)

@@ -38,7 +38,7 @@ LARGE = Tree(LEAVES)
 
 
 def test_roots_up_to_64() -> None:
-    for size in range(0, 65):
+    for size in range(65):
         assert merkle.root_at(SMALL.read, size) == ref.mth(LEAVES[:size])
 
 

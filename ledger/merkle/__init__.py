@@ -2,26 +2,33 @@
 
 from ledger.merkle.compact import CompactRange
 from ledger.merkle.fetch import ReadNode, consistency_proof, inclusion_proof, range_hash, root_at
-from ledger.merkle.hashing import EMPTY_ROOT, HASH_SIZE, LEAF_PREFIX, NODE_PREFIX, leaf_hash, node_hash
+from ledger.merkle.hashing import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    LEAF_PREFIX,
+    NODE_PREFIX,
+    leaf_hash,
+    node_hash,
+)
 from ledger.merkle.ranges import consistency_ranges, inclusion_ranges
 from ledger.merkle.verify import root_from_inclusion_proof, verify_consistency, verify_inclusion
 
 __all__ = [
-    "CompactRange",
-    "ReadNode",
     "EMPTY_ROOT",
     "HASH_SIZE",
     "LEAF_PREFIX",
     "NODE_PREFIX",
+    "CompactRange",
+    "ReadNode",
+    "consistency_proof",
+    "consistency_ranges",
+    "inclusion_proof",
+    "inclusion_ranges",
     "leaf_hash",
     "node_hash",
-    "inclusion_ranges",
-    "consistency_ranges",
     "range_hash",
     "root_at",
-    "inclusion_proof",
-    "consistency_proof",
     "root_from_inclusion_proof",
-    "verify_inclusion",
     "verify_consistency",
+    "verify_inclusion",
 ]

@@ -20,16 +20,16 @@ __all__ = ["CompactRange"]
 class CompactRange:
     """The right edge of a tree over leaves ``[0, size)``."""
 
-    __slots__ = ("size", "_hashes")
+    __slots__ = ("_hashes", "size")
 
     def __init__(self, size: int = 0, hashes: Iterable[bytes] = ()) -> None:
         self.size = size
         self._hashes = list(hashes)
-        if len(self._hashes) != bin(size).count("1"):
-            raise StorageError(f"compact range of size {size} needs {bin(size).count('1')} hashes")
+        if len(self._hashes) != size.bit_count():
+            raise StorageError(f"compact range of size {size} needs {size.bit_count()} hashes")
 
     @classmethod
-    def load(cls, read_node: ReadNode, size: int) -> "CompactRange":
+    def load(cls, read_node: ReadNode, size: int) -> CompactRange:
         """Rebuild the right edge of the stored tree of ``size`` leaves."""
         hashes = []
         begin = 0
@@ -39,7 +39,7 @@ class CompactRange:
                 begin += 1 << level
         return cls(size, hashes)
 
-    def copy(self) -> "CompactRange":
+    def copy(self) -> CompactRange:
         return CompactRange(self.size, self._hashes)
 
     def append(self, leaf: bytes, out: list[tuple[int, int, bytes]]) -> None:

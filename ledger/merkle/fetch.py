@@ -13,7 +13,7 @@ from ledger.errors import InvalidProof
 from ledger.merkle.hashing import EMPTY_ROOT, node_hash
 from ledger.merkle.ranges import consistency_ranges, inclusion_ranges, perfect_subtrees
 
-__all__ = ["ReadNode", "range_hash", "root_at", "inclusion_proof", "consistency_proof"]
+__all__ = ["ReadNode", "consistency_proof", "inclusion_proof", "range_hash", "root_at"]
 
 ReadNode = Callable[[int, int], bytes]
 

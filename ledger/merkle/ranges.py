@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ledger.errors import InvalidProof
 
-__all__ = ["inclusion_ranges", "consistency_ranges", "perfect_subtrees", "split_point"]
+__all__ = ["consistency_ranges", "inclusion_ranges", "perfect_subtrees", "split_point"]
 
 Range = tuple[int, int]
 

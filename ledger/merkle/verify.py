@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ledger.errors import InvalidProof, RootMismatch
 from ledger.merkle.hashing import HASH_SIZE, node_hash
 
-__all__ = ["root_from_inclusion_proof", "verify_inclusion", "verify_consistency"]
+__all__ = ["root_from_inclusion_proof", "verify_consistency", "verify_inclusion"]
 
 
 def _check_hash(what: str, value: bytes) -> None:

@@ -4,4 +4,4 @@ from ledger.storage.base import ReadTxn, Store, Table, WriteTxn, from_u64, u64
 from ledger.storage.lmdb_store import LmdbStore
 from ledger.storage.memory import MemoryStore
 
-__all__ = ["Store", "ReadTxn", "WriteTxn", "Table", "LmdbStore", "MemoryStore", "u64", "from_u64"]
+__all__ = ["LmdbStore", "MemoryStore", "ReadTxn", "Store", "Table", "WriteTxn", "from_u64", "u64"]

@@ -10,13 +10,15 @@ nothing behind.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ledger.kv import KV
 
-__all__ = ["Table", "ReadTxn", "WriteTxn", "Store", "u64", "from_u64", "TABLES"]
+T = TypeVar("T")
+
+__all__ = ["TABLES", "ReadTxn", "Store", "Table", "WriteTxn", "from_u64", "u64"]
 
 
 class Table:
@@ -87,14 +89,10 @@ class Store(Protocol):
         store retries nothing itself, see :meth:`run_write`."""
         ...
 
-    def run_write(self, work: "WriteWork") -> object:
+    def run_write(self, work: Callable[[WriteTxn], T]) -> T:
         """Run ``work(txn)`` in a write transaction and commit; if the store
         runs out of space it grows and runs ``work`` again from scratch, so
         ``work`` must not change anything outside the transaction."""
         ...
 
     def close(self) -> None: ...
-
-
-class WriteWork(Protocol):
-    def __call__(self, txn: WriteTxn) -> object: ...

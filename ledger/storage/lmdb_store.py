@@ -5,7 +5,7 @@ disk before ``commit`` returns."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import lmdb
 
 from ledger.errors import StorageError
-from ledger.storage.base import TABLES, WriteWork
+from ledger.storage.base import TABLES, T
 
 __all__ = ["LmdbStore"]
 
@@ -24,7 +24,7 @@ _MAX_MAP_SIZE = 1 << 40
 class _KV:
     """A KV over one named database inside one LMDB transaction."""
 
-    __slots__ = ("_txn", "_db")
+    __slots__ = ("_db", "_txn")
 
     def __init__(self, txn: lmdb.Transaction, db: Any) -> None:
         self._txn = txn
@@ -55,7 +55,7 @@ class _KV:
 
 
 class _Txn:
-    __slots__ = ("_txn", "_dbs")
+    __slots__ = ("_dbs", "_txn")
 
     def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
         self._txn = txn
@@ -127,7 +127,7 @@ class LmdbStore:
         with self._env.begin(write=True, buffers=True) as txn:
             yield _Txn(txn, self._dbs)
 
-    def run_write(self, work: WriteWork) -> object:
+    def run_write(self, work: Callable[[Any], T]) -> T:
         while True:
             try:
                 with self.write() as txn:

@@ -3,12 +3,13 @@ semantics (all or nothing), no durability. Used by tests and tools."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from threading import Lock
+from typing import Any
 
 from ledger.kv import KV, MemoryKV, Overlay
-from ledger.storage.base import TABLES, WriteWork
+from ledger.storage.base import TABLES, T
 
 __all__ = ["MemoryStore"]
 
@@ -73,7 +74,7 @@ class MemoryStore:
             for name, overlay in txn.overlays.items():
                 overlay.commit_into(self._tables[name])
 
-    def run_write(self, work: WriteWork) -> object:
+    def run_write(self, work: Callable[[Any], T]) -> T:
         with self.write() as txn:
             return work(txn)
 

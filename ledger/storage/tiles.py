@@ -18,7 +18,7 @@ import struct
 
 from ledger.merkle.hashing import HASH_SIZE
 
-__all__ = ["TILE_HEIGHT", "TILE_WIDTH", "TILE_BYTES", "ROW_OFFSET", "tile_key", "node_slot"]
+__all__ = ["ROW_OFFSET", "TILE_BYTES", "TILE_HEIGHT", "TILE_WIDTH", "node_slot", "tile_key"]
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
