@@ -1,0 +1,10 @@
+"""The deterministic state machine: organizations, footprints, GEC and CCER.
+
+:class:`StateMachine` is what the log calls inside its write transaction;
+:mod:`ledger.state.queries` reads the same KV for the node and clients.
+"""
+
+from ledger.state._tx import Applied, ApplyContext, Event
+from ledger.state.machine import MACHINE_ID, StateMachine
+
+__all__ = ["StateMachine", "ApplyContext", "Applied", "Event", "MACHINE_ID"]

@@ -1,0 +1,84 @@
+"""The per-entry context handed to every operation handler.
+
+A :class:`Tx` bundles what a handler may touch: the KV (an Overlay, in the
+log), the entry's index and block time, the parsed operation, the acting
+organization's record, and the list of events to report. Handlers check first
+and write after, so a rejected entry leaves even a plain MemoryKV unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.errors import PermissionDenied, StateRuleError
+from ledger.kv import KV
+from ledger.records.ops import Operation
+from ledger.state._codec import dec, enc, key
+
+__all__ = ["ApplyContext", "Event", "Applied", "Tx"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """Where the entry goes: its log index and the block time (unix seconds)
+    chosen by the sequencer. The only clock the state machine knows."""
+
+    index: int
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something subscribers want to hear about. ``kind`` is e.g.
+    ``footprint.stale``; ``subject`` the footprint id, org id or serial range
+    (``gec:100-200``); ``refs`` related ids (accounts touched, downstream ids)."""
+
+    kind: str
+    subject: str
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """An accepted entry: its operation type and the events it caused."""
+
+    op: str
+    events: tuple[Event, ...]
+
+
+@dataclass(slots=True)
+class Tx:
+    kv: KV
+    ctx: ApplyContext
+    op: Operation
+    entry_digest: str
+    org: dict[str, Any] | None = None  # the acting org's record, once authorized
+    events: list[Event] = field(default_factory=list)
+
+    # --- reading and writing state values -------------------------------------
+
+    def get(self, *parts: str) -> Any | None:
+        raw = self.kv.get(key(*parts))
+        return None if raw is None else dec(raw)
+
+    def put(self, value: Any, *parts: str) -> None:
+        self.kv.put(key(*parts), enc(value))
+
+    def emit(self, kind: str, subject: str, *refs: str) -> None:
+        self.events.append(Event(kind, subject, tuple(refs)))
+
+    # --- rules shared by several handlers ---------------------------------------
+
+    def require_role(self, role: str) -> None:
+        assert self.org is not None
+        if role not in self.org["roles"]:
+            raise PermissionDenied(
+                "missing_role", f"org {self.op.org} lacks role {role}", "org"
+            )
+
+    def require_org(self, org_id: str, field_name: str) -> dict[str, Any]:
+        org = self.get("o", org_id)
+        if org is None:
+            raise StateRuleError("org_not_found", f"no organization {org_id}", field_name)
+        return dict(org)

@@ -1,0 +1,219 @@
+"""Product footprints: publish, re-version, deprecate, attest; staleness.
+
+A footprint's id is unique forever. A new version lists its predecessors in
+PACT ``precedingPfIds`` (same owner) and deprecates those still Active. All
+versions of one product share a *lineage* (the id of the first version), which
+is what the acyclicity rule is about: a product may not contain, however far
+upstream, another version of itself. Components must exist and be Active when
+referenced, their unit must match the upstream's declared unit, and the
+declared PCF may not be below the sum of upstream contributions. When a
+footprint is deprecated, everything downstream of it, transitively, is marked
+stale and subscribers are told which ids.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from ledger.errors import PermissionDenied, StateRuleError
+from ledger.records.ops import PcfAttestBody, PcfDeprecateBody, PcfPublishBody
+from ledger.state._codec import key
+from ledger.state._tx import Tx
+from ledger.state.units import apply_claims, check_claims
+
+__all__ = ["HANDLERS", "MAX_UPSTREAM_WALK"]
+
+#: Most footprints the cycle check visits upstream before refusing the publish.
+MAX_UPSTREAM_WALK = 10_000
+
+
+def _dec(text: str) -> Fraction:
+    # PACT decimals are strings like "+0.384"; Fraction is exact and deterministic.
+    return Fraction(text.lstrip("+"))
+
+
+def _footprint(tx: Tx, pf_id: str, field_name: str, rule: str = "footprint_not_found") -> dict[str, Any]:
+    rec = tx.get("f", pf_id)
+    if rec is None:
+        raise StateRuleError(rule, f"no footprint {pf_id}", field_name)
+    return dict(rec)
+
+
+def _check_acyclic(tx: Tx, lineage: str, components: list[str]) -> None:
+    seen: set[str] = set()
+    stack = list(reversed(components))
+    while stack:
+        pf = stack.pop()
+        if pf in seen:
+            continue
+        seen.add(pf)
+        if len(seen) > MAX_UPSTREAM_WALK:
+            raise StateRuleError("component_graph_too_large", "upstream graph too large to check", "body.components")
+        rec = tx.get("f", pf)
+        if rec is None:
+            continue
+        if rec["lineage"] == lineage:
+            raise StateRuleError(
+                "component_cycle", f"upstream {pf} is a version of this product", "body.components"
+            )
+        stack.extend(reversed([c["pf"] for c in rec["components"]]))
+
+
+def _mark_stale(tx: Tx, root: str) -> None:
+    """Mark every footprint downstream of ``root`` stale (breadth first, in key order)."""
+    queue = [root]
+    visited = {root}
+    marked: list[str] = []
+    while queue:
+        up = queue.pop(0)
+        prefix = key("fd", up) + b"/"
+        for k, _ in tx.kv.scan(prefix):
+            down = k[len(prefix) :].decode()
+            if down in visited:
+                continue
+            visited.add(down)
+            rec = tx.get("f", down)
+            assert rec is not None
+            rec["stale"] = [*rec["stale"], {"upstream": up, "root": root, "index": tx.ctx.index}]
+            tx.put(rec, "f", down)
+            marked.append(down)
+            queue.append(down)
+    if marked:
+        tx.emit("footprint.stale", root, *marked)
+
+
+def _deprecate(tx: Tx, pf_id: str, rec: dict[str, Any], successor: str | None) -> None:
+    rec.update(status="Deprecated", deprecated=tx.ctx.index, successor=successor)
+    tx.put(rec, "f", pf_id)
+    tx.emit("footprint.deprecated", pf_id, *((successor,) if successor else ()))
+    _mark_stale(tx, pf_id)
+
+
+def _publish(tx: Tx) -> None:
+    body = tx.op.body
+    summary = tx.op.footprint
+    assert isinstance(body, PcfPublishBody) and summary is not None
+    tx.require_role("supplier")
+    owner = tx.op.org
+    pf_id = summary.id
+    if summary.status != "Active":
+        raise StateRuleError("status_not_active", "a published footprint must be Active", "body.footprint.status")
+    if tx.get("f", pf_id) is not None:
+        raise StateRuleError("footprint_exists", "footprint ids are unique forever", "body.footprint.id")
+    # (1) Predecessors: same owner; the Active ones get deprecated below.
+    preds: list[tuple[str, dict[str, Any]]] = []
+    for i, pred_id in enumerate(summary.preceding):
+        where = f"body.footprint.precedingPfIds[{i}]"
+        rec = _footprint(tx, pred_id, where, "predecessor_not_found")
+        if rec["owner"] != owner:
+            raise PermissionDenied("not_owner", "predecessor belongs to another org", where)
+        preds.append((pred_id, rec))
+    lineage = preds[0][1]["lineage"] if preds else pf_id
+    # (2) Components: exist, Active, same unit; sum their contributions.
+    total = Fraction(0)
+    components: list[dict[str, str]] = []
+    for i, comp in enumerate(body.components):
+        where = f"body.components[{i}]"
+        up_id = comp.pfId.lower()
+        up = _footprint(tx, up_id, where, "component_not_found")
+        if up["status"] != "Active":
+            raise StateRuleError("component_not_active", f"upstream {up_id} is {up['status']}", where)
+        if up["unit"] != comp.unit:
+            raise StateRuleError("component_unit_mismatch", f"upstream is declared per {up['unit']}", f"{where}.unit")
+        total += _dec(comp.quantity) * _dec(up["pcf"]) / _dec(up["unitAmount"])
+        components.append({"pf": up_id, "quantity": comp.quantity, "unit": comp.unit})
+    # (3) No product contains a version of itself.
+    _check_acyclic(tx, lineage, [c["pf"] for c in components])
+    if _dec(summary.pcf) < total:
+        raise StateRuleError(
+            "pcf_below_components",
+            f"declared PCF {summary.pcf} is below the upstream sum {float(total):.6g}",
+            "body.footprint.pcf.pcfExcludingBiogenicUptake",
+        )
+    # (4) Claims: retired by this owner, inside the reference period, unclaimed.
+    gec = check_claims(tx, "gec", [(r.start, r.end) for r in body.claims.gec], owner, summary.ref_start, summary.ref_end)
+    ccer = check_claims(tx, "ccer", [(r.start, r.end) for r in body.claims.ccer], owner, summary.ref_start, summary.ref_end)
+    # Everything checked: write.
+    tx.put(
+        {
+            "owner": owner,
+            "status": "Active",
+            "unit": summary.unit,
+            "unitAmount": summary.unit_amount,
+            "pcf": summary.pcf,
+            "refStart": summary.ref_start,
+            "refEnd": summary.ref_end,
+            "product": summary.product_name,
+            "published": tx.ctx.index,
+            "digest": tx.entry_digest,
+            "preceding": list(summary.preceding),
+            "successor": None,
+            "deprecated": None,
+            "lineage": lineage,
+            "components": components,
+            "claims": {"gec": [[s, e] for s, e, _ in gec], "ccer": [[s, e] for s, e, _ in ccer]},
+            "attestations": [],
+            "stale": [],
+        },
+        "f",
+        pf_id,
+    )
+    tx.put(tx.ctx.index, "fo", owner, pf_id)
+    for comp in components:
+        tx.put(tx.ctx.index, "fd", comp["pf"], pf_id)
+    tx.emit("footprint.published", pf_id, owner)
+    apply_claims(tx, "gec", gec, pf_id)
+    apply_claims(tx, "ccer", ccer, pf_id)
+    for pred_id, rec in preds:
+        if rec["status"] == "Active":
+            _deprecate(tx, pred_id, rec, pf_id)
+
+
+def _deprecate_op(tx: Tx) -> None:
+    body = tx.op.body
+    assert isinstance(body, PcfDeprecateBody)
+    tx.require_role("supplier")
+    pf_id = body.pfId.lower()
+    rec = _footprint(tx, pf_id, "body.pfId")
+    if rec["owner"] != tx.op.org:
+        raise PermissionDenied("not_owner", "only the owner may deprecate", "body.pfId")
+    if rec["status"] != "Active":
+        raise StateRuleError("footprint_not_active", "already deprecated", "body.pfId")
+    rec["reason"] = body.reason
+    _deprecate(tx, pf_id, rec, None)
+
+
+def _attest(tx: Tx) -> None:
+    body = tx.op.body
+    assert isinstance(body, PcfAttestBody)
+    tx.require_role("verifier")
+    pf_id = body.pfId.lower()
+    rec = _footprint(tx, pf_id, "body.pfId")
+    if rec["digest"] != body.footprintDigest:
+        raise StateRuleError("digest_mismatch", "attestation is for other footprint bytes", "body.footprintDigest")
+    if rec["owner"] == tx.op.org:
+        raise StateRuleError("not_independent", "an org may not attest its own footprint", "org")
+    if rec["status"] != "Active":
+        raise StateRuleError("footprint_not_active", "footprint is deprecated", "body.pfId")
+    if any(a["verifier"] == tx.op.org for a in rec["attestations"]):
+        raise StateRuleError("already_attested", "this verifier already attested", "body.pfId")
+    rec["attestations"] = [
+        *rec["attestations"],
+        {
+            "verifier": tx.op.org,
+            "index": tx.ctx.index,
+            "assurance": body.assurance,
+            "coverage": body.coverage,
+            "standardName": body.standardName,
+        },
+    ]
+    tx.put(rec, "f", pf_id)
+    tx.emit("footprint.attested", pf_id, tx.op.org)
+
+
+HANDLERS = {
+    "pcf.publish": _publish,
+    "pcf.deprecate": _deprecate_op,
+    "pcf.attest": _attest,
+}

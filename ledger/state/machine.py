@@ -1,0 +1,92 @@
+"""The state machine: a pure function of (state, entry) that accepts or rejects.
+
+:meth:`StateMachine.apply` runs, in order: (1) parse the DSSE envelope and its
+payload; (2) verify signatures unless the caller already did; (3) check the
+payload's time against the block time; (4) check that the acting org exists
+and that a current key of it signed; (5) run the operation's handler, which
+checks its rules and only then writes. No clock, no randomness, and no
+iteration over unordered collections: replaying the same entries with the same
+contexts makes the same writes in the same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from ledger.envelope import parse_envelope, verified_keys
+from ledger.errors import MalformedError, PermissionDenied, StateRuleError
+from ledger.kv import KV
+from ledger.records.ops import PAYLOAD_TYPE, Operation, parse_operation
+from ledger.state import ccer, footprints, gec, orgs
+from ledger.state._tx import Applied, ApplyContext, Tx
+
+__all__ = ["StateMachine", "MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE"]
+
+#: The id the log records for ledgers created with this state machine.
+MACHINE_ID = "carbonledger/v1"
+#: How far (seconds) an operation's own time may run ahead of the block time.
+MAX_CLOCK_SKEW = 300
+#: How old (seconds) an operation may be when it is sequenced. Bounds how long
+#: a signed but unsubmitted operation stays usable.
+MAX_OP_AGE = 7 * 86400
+
+Handler = Callable[[Tx], None]
+_HANDLERS: dict[str, Handler] = {**orgs.HANDLERS, **footprints.HANDLERS, **gec.HANDLERS, **ccer.HANDLERS}
+
+
+class StateMachine:
+    """The carbon ledger's rules. Stateless itself: all state lives in the KV."""
+
+    machine_id = MACHINE_ID
+
+    def context(self, *, index: int, time: int) -> ApplyContext:
+        """The :class:`ApplyContext` for the entry at ``index`` in a block at ``time``."""
+        return ApplyContext(index=index, time=time)
+
+    def apply(
+        self, kv: KV, entry: bytes, ctx: ApplyContext, verified: frozenset[str] | None = None
+    ) -> Applied:
+        """Parse ``entry`` (DSSE envelope bytes), check it against the state in
+        ``kv`` and write its changes to ``kv``.
+
+        ``verified`` is the set of keyids whose signatures the caller already
+        checked (:func:`ledger.envelope.verified_keys`); ``None`` verifies here.
+        Raises MalformedError, PermissionDenied or StateRuleError (each naming
+        the field and rule) to reject; a rejected entry writes nothing.
+        """
+        # (1) Parse.
+        env = parse_envelope(entry)
+        if env.payload_type != PAYLOAD_TYPE:
+            raise MalformedError("payloadType", f"expected {PAYLOAD_TYPE}")
+        op = parse_operation(env.payload)
+        # (2) Signatures.
+        if verified is None:
+            verified = verified_keys(env)
+        if not verified:
+            raise PermissionDenied("no_valid_signature", "no signature verifies", "signatures")
+        # (3) Time.
+        if op.time > ctx.time + MAX_CLOCK_SKEW:
+            raise StateRuleError("time_in_future", "operation time is ahead of the block time", "time")
+        if op.time < ctx.time - MAX_OP_AGE:
+            raise StateRuleError("time_too_old", "operation is too old to sequence", "time")
+        tx = Tx(kv, ctx, op, hashlib.sha256(entry).hexdigest())
+        if op.op == "genesis":
+            orgs.apply_genesis(tx, verified)
+            return Applied(op.op, tuple(tx.events))
+        # (4) Acting org and key.
+        if kv.get(b"g/genesis") is None:
+            raise StateRuleError("no_genesis", "the first entry must be genesis", "op")
+        tx.org = _authorize(tx, op, verified)
+        # (5) The operation's own rules.
+        _HANDLERS[op.op](tx)
+        return Applied(op.op, tuple(tx.events))
+
+
+def _authorize(tx: Tx, op: Operation, verified: frozenset[str]) -> dict[str, object]:
+    org = tx.get("o", op.org)
+    if org is None:
+        raise PermissionDenied("unknown_org", f"no organization {op.org}", "org")
+    if not any(k["key"] in verified for k in org["keys"]):
+        raise PermissionDenied("not_signed_by_org", f"no valid signature by a current key of {op.org}", "signatures")
+    return dict(org)

@@ -1,0 +1,386 @@
+"""Read-only queries over the state KV, for the node and clients.
+
+Every answer is a frozen dataclass, and every fact in it carries the entry
+index that proves it (``registered``, ``published``, ``index``...), so that a
+node can serve the entry with an inclusion proof beside the answer. Lookups of
+things that do not exist raise :class:`NotFound`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.errors import MalformedError, NotFound, StateRuleError
+from ledger.kv import KV
+from ledger.state._codec import dec, key, n16
+from ledger.state.ranges import HELD, RETIRED, covering
+
+__all__ = [
+    "KeyInfo",
+    "OrgInfo",
+    "Attestation",
+    "ComponentRef",
+    "StaleMark",
+    "FootprintInfo",
+    "Holding",
+    "HoldingsPage",
+    "UnitEvent",
+    "Retirement",
+    "UnitInfo",
+    "BatchInfo",
+    "Supply",
+    "get_org",
+    "get_footprint",
+    "footprint_versions",
+    "downstream_of",
+    "get_holdings",
+    "unit_history",
+    "get_unit",
+    "get_retirement",
+    "get_batch",
+    "batch_supply",
+    "get_record",
+]
+
+KINDS = ("gec", "ccer")
+
+
+def _get(kv: KV, what: str, *parts: str) -> Any:
+    raw = kv.get(key(*parts))
+    if raw is None:
+        raise NotFound(what, parts[-1])
+    return dec(raw)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise MalformedError("kind", f"must be one of {KINDS}")
+
+
+# --- organizations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    vkey: str
+    status: str  # "current", "rotated" or "revoked"
+    added: int
+    removed: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrgInfo:
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    keys: tuple[KeyInfo, ...]  # current first, then past in order of removal
+    registered: int
+    registered_by: str
+
+
+def get_org(kv: KV, org_id: str) -> OrgInfo:
+    rec = _get(kv, "organization", "o", org_id)
+    keys = [KeyInfo(k["key"], "current", k["added"], None) for k in rec["keys"]]
+    keys += [KeyInfo(k["key"], k["status"], k["added"], k["removed"]) for k in rec["past"]]
+    return OrgInfo(org_id, rec["name"], tuple(rec["roles"]), tuple(keys), rec["registered"], rec["by"])
+
+
+# --- footprints ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    verifier: str
+    index: int
+    assurance: str
+    coverage: str
+    standard_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRef:
+    pf_id: str
+    quantity: str
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaleMark:
+    upstream: str  # the direct upstream through which staleness arrived
+    root: str  # the footprint whose deprecation caused it
+    index: int  # the entry that deprecated ``root``
+
+
+@dataclass(frozen=True, slots=True)
+class FootprintInfo:
+    id: str
+    owner: str
+    status: str
+    stale: bool
+    stale_marks: tuple[StaleMark, ...]
+    product_name: str
+    unit: str
+    unit_amount: str
+    pcf: str
+    reference_start: int
+    reference_end: int
+    published: int
+    entry_digest: str
+    preceding: tuple[str, ...]
+    successor: str | None
+    deprecated: int | None
+    lineage: str
+    components: tuple[ComponentRef, ...]
+    gec_claims: tuple[tuple[int, int], ...]
+    ccer_claims: tuple[tuple[int, int], ...]
+    attestations: tuple[Attestation, ...]
+
+
+def get_footprint(kv: KV, pf_id: str) -> FootprintInfo:
+    pf_id = pf_id.lower()
+    r = _get(kv, "footprint", "f", pf_id)
+    marks = tuple(StaleMark(m["upstream"], m["root"], m["index"]) for m in r["stale"])
+    return FootprintInfo(
+        id=pf_id,
+        owner=r["owner"],
+        status=r["status"],
+        stale=bool(marks),
+        stale_marks=marks,
+        product_name=r["product"],
+        unit=r["unit"],
+        unit_amount=r["unitAmount"],
+        pcf=r["pcf"],
+        reference_start=r["refStart"],
+        reference_end=r["refEnd"],
+        published=r["published"],
+        entry_digest=r["digest"],
+        preceding=tuple(r["preceding"]),
+        successor=r["successor"],
+        deprecated=r["deprecated"],
+        lineage=r["lineage"],
+        components=tuple(ComponentRef(c["pf"], c["quantity"], c["unit"]) for c in r["components"]),
+        gec_claims=tuple((s, e) for s, e in r["claims"]["gec"]),
+        ccer_claims=tuple((s, e) for s, e in r["claims"]["ccer"]),
+        attestations=tuple(
+            Attestation(a["verifier"], a["index"], a["assurance"], a["coverage"], a["standardName"])
+            for a in r["attestations"]
+        ),
+    )
+
+
+def footprint_versions(kv: KV, pf_id: str) -> tuple[str, ...]:
+    """All versions of the footprint's product, oldest first, following
+    predecessors back and successors forward."""
+    info = get_footprint(kv, pf_id)
+    back: list[str] = []
+    cur = info
+    while cur.preceding:
+        prev = cur.preceding[0]
+        if prev in back:
+            break
+        back.append(prev)
+        cur = get_footprint(kv, prev)
+    chain = list(reversed(back)) + [info.id]
+    cur = info
+    while cur.successor is not None and cur.successor not in chain:
+        chain.append(cur.successor)
+        cur = get_footprint(kv, cur.successor)
+    return tuple(chain)
+
+
+def downstream_of(kv: KV, pf_id: str) -> tuple[str, ...]:
+    """The footprints that list ``pf_id`` as a direct component."""
+    prefix = key("fd", pf_id.lower()) + b"/"
+    return tuple(k[len(prefix) :].decode() for k, _ in kv.scan(prefix))
+
+
+# --- units ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    kind: str
+    batch: str
+    start: int
+    end: int
+    status: str  # "held", "frozen" or "retired"
+    retired_by_entry: int | None
+    claimed_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingsPage:
+    holdings: tuple[Holding, ...]
+    next_page_token: str | None
+
+
+def get_holdings(
+    kv: KV, account: str, *, page_token: str | None = None, limit: int = 100
+) -> HoldingsPage:
+    """An account's unit ranges (GEC then CCER, in serial order), ``limit`` per page.
+
+    ``page_token`` is the ``next_page_token`` of the previous page.
+    """
+    if not 1 <= limit <= 1000:
+        raise MalformedError("limit", "must be between 1 and 1000")
+    prefix = key("ao", account) + b"/"
+    start = prefix
+    if page_token is not None:
+        kind, _, end_hex = page_token.partition(":")
+        if kind not in KINDS or len(end_hex) != 16 or any(c not in "0123456789abcdef" for c in end_hex):
+            raise MalformedError("page_token", "not a token this server issued")
+        start = prefix + f"{kind}/{end_hex}".encode() + b"\x00"
+    out: list[Holding] = []
+    token: str | None = None
+    for k, raw in kv.scan(prefix, start):
+        kind, _, end_hex = k[len(prefix) :].decode().partition("/")
+        if len(out) == limit:
+            token = f"{last_kind}:{last_end}"
+            break
+        v = dec(raw)
+        out.append(Holding(kind, v["b"], v["s"], int(end_hex, 16), v["st"], v.get("r"), v.get("c")))
+        last_kind, last_end = kind, end_hex
+    return HoldingsPage(tuple(out), token)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitEvent:
+    index: int  # the entry that did it
+    op: str  # issue, transfer, retire, freeze, claim
+    kind: str
+    batch: str
+    start: int
+    end: int
+    detail: tuple[tuple[str, str], ...]  # e.g. (("from", A), ("to", B))
+
+
+def _batches_overlapping(kv: KV, kind: str, start: int, end: int) -> list[str]:
+    prefix = key("as", kind) + b"/"
+    out: list[str] = []
+    for _k, raw in kv.scan(prefix, prefix + n16(start + 1).encode()):
+        batch = dec(raw)
+        if _get(kv, "batch", "ab", kind, batch)["start"] >= end:
+            break
+        out.append(batch)
+    return out
+
+
+def unit_history(kv: KV, kind: str, start: int, end: int) -> tuple[UnitEvent, ...]:
+    """Everything that happened to any unit of ``[start, end)``, in log order."""
+    _check_kind(kind)
+    events: list[UnitEvent] = []
+    for batch in _batches_overlapping(kv, kind, start, end):
+        prefix = key("ah", kind, batch) + b"/"
+        for k, raw in kv.scan(prefix):
+            v = dec(raw)
+            if v["s"] < end and start < v["e"]:
+                idx = int(k[len(prefix) :].split(b"/")[0], 16)
+                detail = tuple(sorted((a, str(b)) for a, b in v.items() if a not in ("op", "s", "e")))
+                events.append(UnitEvent(idx, v["op"], kind, batch, v["s"], v["e"], detail))
+    events.sort(key=lambda e: (e.index, e.start))
+    return tuple(events)
+
+
+@dataclass(frozen=True, slots=True)
+class Retirement:
+    kind: str
+    index: int  # the retiring (GEC) or cancelling (CCER) entry
+    by: str
+    beneficiary: str
+    purpose: str | None
+    period_start: int
+    period_end: int
+    start: int
+    end: int
+
+
+def get_retirement(kv: KV, kind: str, index: int) -> Retirement:
+    _check_kind(kind)
+    r = _get(kv, "retirement", "ar", kind, n16(index))
+    return Retirement(
+        kind, index, r["by"], r["beneficiary"], r.get("purpose"), r["periodStart"], r["periodEnd"], r["s"], r["e"]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UnitInfo:
+    kind: str
+    serial: int
+    batch: str
+    owner: str
+    status: str
+    retirement: Retirement | None  # which entry retired it
+    claimed_by: str | None  # which footprint claims it
+
+
+def get_unit(kv: KV, kind: str, serial: int) -> UnitInfo:
+    """One unit: who holds it, which entry retired it, which footprint claims it."""
+    _check_kind(kind)
+    try:
+        seg = covering(kv, kind, serial, serial + 1)[0]
+    except StateRuleError:
+        raise NotFound("unit", f"{kind}:{serial}") from None
+    v = seg.value
+    ret = get_retirement(kv, kind, int(v["r"])) if v["st"] == RETIRED else None
+    return UnitInfo(kind, serial, v["b"], v["o"], v["st"], ret, v.get("c"))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    kind: str
+    id: str
+    project: str
+    start: int
+    end: int
+    period_start: int
+    period_end: int
+    validity_end: int | None
+    issued: int
+    issued_to: str
+    report: str | None
+
+
+def get_batch(kv: KV, kind: str, batch_id: str) -> BatchInfo:
+    _check_kind(kind)
+    b = _get(kv, "batch", "ab", kind, batch_id)
+    return BatchInfo(
+        kind, batch_id, b["project"], b["start"], b["end"], b["periodStart"], b["periodEnd"],
+        b["validityEnd"], b["issued"], b["to"], b.get("report"),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Supply:
+    """Unit counts of one batch at a time: issued = held + retired + frozen + expired."""
+
+    issued: int
+    held: int
+    retired: int
+    frozen: int
+    expired: int
+
+
+def batch_supply(kv: KV, kind: str, batch_id: str, time: int) -> Supply:
+    """Count a batch's units by status at ``time`` (held units past the
+    batch's validity end count as expired). Scans the batch's segments only."""
+    b = get_batch(kv, kind, batch_id)
+    counts = {"held": 0, "retired": 0, "frozen": 0, "expired": 0}
+    expired = b.validity_end is not None and b.validity_end < time
+    for seg in covering(kv, kind, b.start, b.end):
+        n = min(seg.end, b.end) - max(seg.start, b.start)
+        status = seg.status
+        if status == HELD and expired:
+            status = "expired"
+        counts[status] += n
+    return Supply(b.end - b.start, counts["held"], counts["retired"], counts["frozen"], counts["expired"])
+
+
+_RECORDS = {"gec_project": "gp", "ccer_project": "cp", "ccer_report": "cr"}
+
+
+def get_record(kv: KV, kind: str, record_id: str) -> dict[str, Any]:
+    """A GEC project, CCER project or CCER report as stored (a fresh dict)."""
+    if kind not in _RECORDS:
+        raise MalformedError("kind", f"must be one of {sorted(_RECORDS)}")
+    return dict(_get(kv, kind.replace("_", " "), _RECORDS[kind], record_id))

@@ -1,0 +1,167 @@
+"""Serial-range bookkeeping for certificates and credits.
+
+The units of an asset kind (``gec`` or ``ccer``) are numbered by serial. The
+state keeps them as a partition into *segments*: maximal runs ``[s, e)`` of
+units with the same batch, owner, status, retirement and claim. A segment is
+stored under its **end** serial (``sg/{kind}/{e}``) so that the segment holding
+serial ``x`` is the first key at or after ``x + 1``: one ordered scan finds it
+without a reverse iterator. Touching a range therefore costs O(log n) for the
+seek plus O(segments touched), never a scan of the whole kind.
+
+Every segment is mirrored under its owner (``ao/{org}/{kind}/{e}``) so that an
+account's holdings are one prefix scan. Splitting, rewriting and re-merging is
+done by :func:`rewrite`, which deletes before it puts so that an Overlay's write
+list, and so the state digest, depends only on the operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.errors import StateRuleError
+from ledger.kv import KV
+from ledger.state._codec import dec, enc, key, n16
+
+__all__ = ["Segment", "covering", "rewrite", "add_segment", "segment_key", "owner_key"]
+
+# Statuses of a unit. "expired" is not stored: it is a held unit whose batch's
+# validity ended before the block time, decided when the unit tries to move.
+HELD = "held"
+FROZEN = "frozen"
+RETIRED = "retired"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Units ``[start, end)`` sharing one value (batch, owner, status, ...)."""
+
+    start: int
+    end: int
+    value: dict[str, Any]  # without "s"; never mutated after construction
+
+    @property
+    def owner(self) -> str:
+        return str(self.value["o"])
+
+    @property
+    def status(self) -> str:
+        return str(self.value["st"])
+
+
+def segment_key(kind: str, end: int) -> bytes:
+    return key("sg", kind, n16(end))
+
+
+def owner_key(owner: str, kind: str, end: int) -> bytes:
+    return key("ao", owner, kind, n16(end))
+
+
+def _decode(end_hex: bytes, raw: bytes) -> Segment:
+    value = dec(raw)
+    start = value.pop("s")
+    return Segment(start, int(end_hex, 16), value)
+
+
+def covering(kv: KV, kind: str, start: int, end: int, field: str = "body") -> list[Segment]:
+    """The segments that together hold every unit of ``[start, end)``, in order.
+
+    Requires ``start < end``. Raises StateRuleError ``units_not_issued`` if any
+    unit in the range was never issued.
+    """
+    prefix = key("sg", kind) + b"/"
+    out: list[Segment] = []
+    expect = start
+    for k, raw in kv.scan(prefix, prefix + n16(start + 1).encode()):
+        seg = _decode(k[len(prefix) :], raw)
+        if seg.start > expect:
+            break
+        out.append(seg)
+        expect = seg.end
+        if expect >= end:
+            return out
+    raise StateRuleError(
+        "units_not_issued", f"{kind} units [{start}, {end}) were not all issued", field
+    )
+
+
+def _neighbor_before(kv: KV, kind: str, start: int) -> Segment | None:
+    raw = kv.get(segment_key(kind, start))
+    return None if raw is None else _decode(n16(start).encode(), raw)
+
+
+def _neighbor_after(kv: KV, kind: str, end: int) -> Segment | None:
+    prefix = key("sg", kind) + b"/"
+    for k, raw in kv.scan(prefix, prefix + n16(end + 1).encode()):
+        seg = _decode(k[len(prefix) :], raw)
+        return seg if seg.start == end else None
+    return None
+
+
+def _put(kv: KV, kind: str, seg: Segment) -> None:
+    raw = enc({**seg.value, "s": seg.start})
+    kv.put(segment_key(kind, seg.end), raw)
+    kv.put(owner_key(seg.owner, kind, seg.end), raw)
+
+
+def _delete(kv: KV, kind: str, seg: Segment) -> None:
+    kv.delete(segment_key(kind, seg.end))
+    kv.delete(owner_key(seg.owner, kind, seg.end))
+
+
+def add_segment(kv: KV, kind: str, start: int, end: int, value: dict[str, Any]) -> None:
+    """Write a fresh segment of newly issued units (no neighbors to merge:
+    batches never merge with one another because their ``b`` differs)."""
+    _put(kv, kind, Segment(start, end, value))
+
+
+def rewrite(
+    kv: KV,
+    kind: str,
+    start: int,
+    end: int,
+    segs: list[Segment],
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+) -> list[Segment]:
+    """Give units ``[start, end)`` the value ``change(old value)``.
+
+    ``segs`` must be :func:`covering` of the range (the caller has checked
+    them). Parts of the first and last segment outside the range keep their
+    value; adjacent segments with equal values, including the untouched
+    neighbors, are merged. Returns the new segments inside the range.
+    """
+    pieces: list[Segment] = []
+    before = _neighbor_before(kv, kind, segs[0].start)
+    after = _neighbor_after(kv, kind, segs[-1].end)
+    old = [s for s in (before, *segs, after) if s is not None]
+    if before is not None:
+        pieces.append(before)
+    changed: list[Segment] = []
+    for seg in segs:
+        if seg.start < start:
+            pieces.append(Segment(seg.start, start, seg.value))
+        mid = Segment(max(seg.start, start), min(seg.end, end), change(seg.value))
+        pieces.append(mid)
+        changed.append(mid)
+        if seg.end > end:
+            pieces.append(Segment(end, seg.end, seg.value))
+    if after is not None:
+        pieces.append(after)
+    merged: list[Segment] = []
+    for piece in pieces:
+        if merged and merged[-1].end == piece.start and merged[-1].value == piece.value:
+            merged[-1] = Segment(merged[-1].start, piece.end, piece.value)
+        else:
+            merged.append(piece)
+    old_set = {(s.start, s.end, enc(s.value)) for s in old}
+    new_set = {(s.start, s.end, enc(s.value)) for s in merged}
+    # Deletes first, then puts, each in serial order: a rewritten segment can
+    # keep its end key, and the write list must not depend on set iteration.
+    for seg in old:
+        if (seg.start, seg.end, enc(seg.value)) not in new_set:
+            _delete(kv, kind, seg)
+    for seg in merged:
+        if (seg.start, seg.end, enc(seg.value)) not in old_set:
+            _put(kv, kind, seg)
+    return changed

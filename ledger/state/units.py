@@ -1,0 +1,161 @@
+"""Moving units of either asset kind: issue, transfer, retire, freeze, claim.
+
+GEC and CCER share these rules; only who may issue differs (see
+:mod:`ledger.state.gec` and :mod:`ledger.state.ccer`). Every change also
+writes a history record per batch touched, so the history of any unit range
+is a scan of its batches' histories, each record naming the entry index that
+proves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ledger.errors import PermissionDenied, StateRuleError
+from ledger.state._codec import n16
+from ledger.state._tx import Tx
+from ledger.state.ranges import FROZEN, HELD, RETIRED, Segment, add_segment, covering, rewrite
+
+__all__ = [
+    "issue_units",
+    "check_movable",
+    "transfer_units",
+    "retire_units",
+    "freeze_segment",
+    "check_claims",
+    "apply_claims",
+    "range_label",
+]
+
+
+def range_label(kind: str, start: int, end: int) -> str:
+    return f"{kind}:{start}-{end}"
+
+
+def _history(tx: Tx, kind: str, segs: list[Segment], what: str, **extra: Any) -> None:
+    # One record per batch touched, clipped to the units of that batch.
+    by_batch: dict[str, list[int]] = {}
+    order: list[str] = []
+    for seg in segs:
+        batch = str(seg.value["b"])
+        if batch not in by_batch:
+            by_batch[batch] = [seg.start, seg.end]
+            order.append(batch)
+        else:
+            by_batch[batch][1] = seg.end
+    for batch in order:
+        s, e = by_batch[batch]
+        tx.put({"op": what, "s": s, "e": e, **extra}, "ah", kind, batch, n16(tx.ctx.index), n16(s))
+
+
+def issue_units(tx: Tx, kind: str, batch_id: str, record: dict[str, Any], quantity: int, to: str) -> tuple[int, int]:
+    """Allocate the next ``quantity`` serials of ``kind`` to a new batch held by ``to``."""
+    nxt = tx.get("a", kind, "next")
+    start = int(nxt) if nxt is not None else 0
+    end = start + quantity
+    tx.put(end, "a", kind, "next")
+    tx.put({**record, "start": start, "end": end, "issued": tx.ctx.index, "to": to}, "ab", kind, batch_id)
+    tx.put(batch_id, "as", kind, n16(end))
+    add_segment(tx.kv, kind, start, end, {"b": batch_id, "o": to, "st": HELD})
+    tx.put(
+        {"op": "issue", "s": start, "e": end, "to": to},
+        *("ah", kind, batch_id, n16(tx.ctx.index), n16(start)),
+    )
+    tx.emit("units.issued", range_label(kind, start, end), batch_id, to)
+    return start, end
+
+
+def check_movable(tx: Tx, kind: str, start: int, end: int) -> list[Segment]:
+    """The segments of ``[start, end)`` if the acting org may move them all:
+    it holds them, and none is retired, frozen or (GEC) past its validity."""
+    segs = covering(tx.kv, kind, start, end)
+    validity: dict[str, int | None] = {}
+    for seg in segs:
+        if seg.owner != tx.op.org:
+            raise PermissionDenied("not_owner", "units held by another account", "body.start")
+        if seg.status == RETIRED:
+            raise StateRuleError("units_retired", "units already retired or cancelled", "body.start")
+        if seg.status == FROZEN:
+            raise StateRuleError("units_frozen", "units frozen by a CCER registration", "body.start")
+        batch = str(seg.value["b"])
+        if batch not in validity:
+            rec = tx.get("ab", kind, batch)
+            validity[batch] = None if rec is None else rec.get("validityEnd")
+        end_of_validity = validity[batch]
+        if end_of_validity is not None and end_of_validity < tx.ctx.time:
+            raise StateRuleError("units_expired", "units past their validity end", "body.start")
+    return segs
+
+
+def transfer_units(tx: Tx, kind: str, start: int, end: int, to: str) -> None:
+    segs = check_movable(tx, kind, start, end)
+    if to == tx.op.org:
+        raise StateRuleError("self_transfer", "sender and recipient are the same", "body.to")
+    tx.require_org(to, "body.to")
+    changed = rewrite(tx.kv, kind, start, end, segs, lambda v: {**v, "o": to})
+    _history(tx, kind, changed, "transfer", **{"from": tx.op.org, "to": to})
+    tx.emit("units.transferred", range_label(kind, start, end), tx.op.org, to)
+
+
+def retire_units(tx: Tx, kind: str, start: int, end: int, record: dict[str, Any]) -> None:
+    """Retire (GEC 核销) or cancel (CCER 注销) units held by the acting org."""
+    segs = check_movable(tx, kind, start, end)
+    index = tx.ctx.index
+    changed = rewrite(tx.kv, kind, start, end, segs, lambda v: {**v, "st": RETIRED, "r": index})
+    tx.put({**record, "by": tx.op.org, "s": start, "e": end}, "ar", kind, n16(index))
+    _history(tx, kind, changed, "retire", by=tx.op.org)
+    tx.emit("units.retired", range_label(kind, start, end), tx.op.org)
+
+
+def freeze_segment(tx: Tx, kind: str, seg: Segment, reason: str) -> None:
+    segs = covering(tx.kv, kind, seg.start, seg.end)
+    changed = rewrite(tx.kv, kind, seg.start, seg.end, segs, lambda v: {**v, "st": FROZEN})
+    _history(tx, kind, changed, "freeze", reason=reason)
+    tx.emit("units.frozen", range_label(kind, seg.start, seg.end), seg.owner)
+
+
+def check_claims(
+    tx: Tx, kind: str, ranges: list[tuple[int, int]], owner: str, ref_start: int, ref_end: int
+) -> list[tuple[int, int, list[Segment]]]:
+    """Check that a footprint may claim ``ranges`` of ``kind`` (see
+    :func:`apply_claims`); return the ranges with their segments."""
+    out: list[tuple[int, int, list[Segment]]] = []
+    prev_end = -1
+    for i, (start, end) in sorted(enumerate(ranges), key=lambda x: x[1]):
+        where = f"body.claims.{kind}[{i}]"
+        if start < prev_end:
+            raise StateRuleError("duplicate_claim", "claimed ranges overlap", where)
+        prev_end = end
+        segs = covering(tx.kv, kind, start, end, where)
+        for seg in segs:
+            if seg.status != RETIRED:
+                raise StateRuleError("units_not_retired", "claimed units are not retired", where)
+            if "c" in seg.value:
+                raise StateRuleError(
+                    "units_already_claimed", f"units back footprint {seg.value['c']}", where
+                )
+            ret = tx.get("ar", kind, n16(int(seg.value["r"])))
+            if ret is None or ret["by"] != owner:
+                raise StateRuleError(
+                    "not_retired_by_owner", "units were retired by another org", where
+                )
+            if not (ref_start <= ret["periodStart"] and ret["periodEnd"] <= ref_end):
+                raise StateRuleError(
+                    "period_outside_reference",
+                    "retirement period is not inside the footprint's reference period",
+                    where,
+                )
+        out.append((start, end, segs))
+    return out
+
+
+def apply_claims(tx: Tx, kind: str, checked: list[tuple[int, int, list[Segment]]], pf_id: str) -> None:
+    """Bind retired units to footprint ``pf_id``: each unit backs one claim, ever."""
+    change: Callable[[dict[str, Any]], dict[str, Any]] = lambda v: {**v, "c": pf_id}  # noqa: E731
+    for start, end, _ in checked:
+        # Re-read: an earlier range of this claim may have merged a neighbor.
+        segs = covering(tx.kv, kind, start, end)
+        changed = rewrite(tx.kv, kind, start, end, segs, change)
+        _history(tx, kind, changed, "claim", pf=pf_id)
+        tx.emit("units.claimed", range_label(kind, start, end), pf_id)

@@ -1,0 +1,189 @@
+"""A small world of organizations for the state tests, and tests of the
+machinery itself (verification paths, rejection leaves state untouched)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import uuid
+from typing import Any
+
+import pytest
+
+from ledger.envelope import parse_envelope, verified_keys
+from ledger.errors import LedgerError, MalformedError, PermissionDenied, StateRuleError
+from ledger.keys import Signer
+from ledger.kv import EMPTY_STATE_DIGEST, MemoryKV, Overlay, fold_state_digest
+from ledger.records.build import org_spec, signed_op
+from ledger.state import Applied, StateMachine
+from tests.test_records import PACT_V3_EXAMPLE
+
+T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
+Y2024 = (1_704_067_200, 1_735_689_600)  # calendar 2024
+H = 3600
+
+ORGS = {
+    "AUTH": ["authority"],
+    "GECI": ["gec_issuer"],
+    "REG": ["ccer_registry"],
+    "VER": ["verifier"],
+    "VER2": ["verifier"],
+    "GEN": ["supplier"],
+    "STEEL": ["supplier"],
+    "PARTS": ["supplier"],
+    "CARS": ["supplier"],
+    "EXCH": ["exchange"],
+}
+
+
+def pf_uuid(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def pact_doc(
+    name: str, pcf: str, *, unit: str = "kilogram", amount: str = "1",
+    preceding: list[str] | None = None, ref: tuple[int, int] = Y2024,
+) -> dict[str, Any]:  # fmt: skip
+    import datetime as dt
+
+    def iso(t: int) -> str:
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    doc = copy.deepcopy(PACT_V3_EXAMPLE)
+    doc["id"] = pf_uuid(name)
+    doc.pop("precedingPfIds")
+    if preceding:
+        doc["precedingPfIds"] = [pf_uuid(p) for p in preceding]
+    doc.pop("validityPeriodStart"), doc.pop("validityPeriodEnd")
+    doc["productNameCompany"] = name
+    doc["pcf"].update(
+        declaredUnitOfMeasurement=unit, declaredUnitAmount=amount, pcfExcludingBiogenicUptake=pcf,
+        referencePeriodStart=iso(ref[0]), referencePeriodEnd=iso(ref[1]),
+    )  # fmt: skip
+    return doc
+
+
+class World:
+    """A MemoryKV state driven the way the log drives it: one Overlay per entry,
+    committed on acceptance, discarded on rejection."""
+
+    def __init__(self, *, genesis: bool = True, orgs: dict[str, list[str]] | None = None) -> None:
+        self.kv = MemoryKV()
+        self.machine = StateMachine()
+        self.index = 0
+        self.time = T0
+        self.digest = EMPTY_STATE_DIGEST
+        self.entries: list[tuple[bytes, int, int]] = []
+        self.signers: dict[str, Signer] = {}
+        if genesis:
+            self.signers["AUTH"] = self.key("AUTH")
+            self.ok("genesis", "AUTH", {"authorities": [org_spec("AUTH", "Registry Authority", ["authority"], [self.signers["AUTH"]])]})
+            for org, roles in (orgs or ORGS).items():
+                if org != "AUTH":
+                    self.add_org(org, roles)
+
+    def key(self, name: str, n: int = 0) -> Signer:
+        return Signer.from_seed(name.lower(), hashlib.sha256(f"{name}/{n}".encode()).digest())
+
+    def add_org(self, org: str, roles: list[str]) -> None:
+        self.signers[org] = self.key(org)
+        self.ok("org.register", "AUTH", org_spec(org, f"{org} Co., Ltd.", roles, [self.signers[org]]))
+
+    def entry(self, op: str, org: str, body: dict[str, Any], signers: list[Signer] | None = None, time: int | None = None, nonce: str | None = None) -> bytes:
+        return signed_op(op, org, self.time if time is None else time, body, signers or [self.signers[org]], nonce=nonce)
+
+    def apply(self, entry: bytes, *, verify_here: bool = False) -> Applied:
+        before = self.kv.items()
+        overlay = Overlay(self.kv)
+        verified = None if verify_here else verified_keys(parse_envelope(entry))
+        try:
+            applied = self.machine.apply(overlay, entry, self.machine.context(index=self.index, time=self.time), verified)
+        except LedgerError:
+            assert self.kv.items() == before
+            raise
+        overlay.commit_into(self.kv)
+        self.digest = fold_state_digest(self.digest, overlay.writes)
+        self.entries.append((entry, self.index, self.time))
+        self.index += 1
+        return applied
+
+    def ok(self, op: str, org: str, body: dict[str, Any], **kw: Any) -> Applied:
+        verify_here = kw.pop("verify_here", False)
+        return self.apply(self.entry(op, org, body, **kw), verify_here=verify_here)
+
+    def reject(self, exc_type: type[LedgerError], rule: str, op: str, org: str, body: dict[str, Any], **kw: Any) -> LedgerError:
+        with pytest.raises(exc_type) as err:
+            self.ok(op, org, body, **kw)
+        got = getattr(err.value, "rule", None) or getattr(err.value, "what", None)
+        assert got == rule, f"expected {rule}, got {err.value!r}"
+        return err.value
+
+    # --- common scenarios -------------------------------------------------------
+
+    def gec_project(self, pid: str = "P1", owner: str = "GEN", capacity_kw: int = 50_000) -> None:
+        self.ok("gec.register_project", "GECI", {"projectId": pid, "name": "Wind farm", "technology": "wind", "capacityKw": capacity_kw, "location": "Inner Mongolia", "owner": owner})
+
+    def gec_issue(self, batch: str, quantity: int, pid: str = "P1", period: tuple[int, int] = Y2024, validity: int | None = None) -> tuple[int, int]:
+        applied = self.ok("gec.issue", "GECI", {"batchId": batch, "projectId": pid, "periodStart": period[0], "periodEnd": period[1], "quantity": quantity, "validityEnd": validity or T0 + 2 * 365 * 86400})
+        label = applied.events[0].subject  # gec:start-end
+        s, e = label.split(":")[1].split("-")
+        return int(s), int(e)
+
+    def publish(self, org: str, name: str, pcf: str, **kw: Any) -> Applied:
+        body: dict[str, Any] = {"footprint": pact_doc(name, pcf, **{k: v for k, v in kw.items() if k in ("unit", "amount", "preceding", "ref")})}
+        if "components" in kw:
+            body["components"] = kw["components"]
+        if "claims" in kw:
+            body["claims"] = kw["claims"]
+        return self.ok("pcf.publish", org, body)
+
+
+def test_genesis_then_orgs() -> None:
+    w = World()
+    assert w.index == len(ORGS)
+
+
+def test_signatures_verified_in_the_machine_when_not_given() -> None:
+    w = World()
+    w.ok("gec.register_project", "GECI", {"projectId": "P9", "name": "x", "technology": "solar", "capacityKw": 1, "location": "x", "owner": "GEN"}, verify_here=True)
+    entry = bytearray(w.entry("gec.register_project", "GECI", {"projectId": "P8", "name": "x", "technology": "solar", "capacityKw": 1, "location": "x", "owner": "GEN"}))
+    # Flip one signature character: the machine must find no valid signature.
+    at = entry.index(b'"sig":"') + 10
+    entry[at] = ord("A") if entry[at] != ord("A") else ord("B")
+    with pytest.raises(PermissionDenied) as err:
+        w.apply(bytes(entry), verify_here=True)
+    assert err.value.rule == "no_valid_signature"
+
+
+def test_envelope_rules() -> None:
+    w = World()
+    with pytest.raises(MalformedError):
+        w.apply(b"not an envelope")
+    from ledger.envelope import encode_envelope, sign_envelope
+    from ledger.records.build import op_payload
+
+    wrong_type = encode_envelope(sign_envelope("application/json", op_payload("gec.transfer", "GEN", T0, {"start": 0, "end": 1, "to": "EXCH"}), [w.signers["GEN"]]))
+    with pytest.raises(MalformedError) as err:
+        w.apply(wrong_type)
+    assert err.value.what == "payloadType"
+
+
+def test_time_window() -> None:
+    w = World()
+    body = {"projectId": "P1", "name": "x", "technology": "solar", "capacityKw": 1, "location": "x", "owner": "GEN"}
+    w.reject(StateRuleError, "time_in_future", "gec.register_project", "GECI", body, time=T0 + 301)
+    w.reject(StateRuleError, "time_too_old", "gec.register_project", "GECI", body, time=T0 - 8 * 86400)
+    w.ok("gec.register_project", "GECI", body, time=T0 + 300)
+
+
+def test_replay_gives_the_same_state_and_digest() -> None:
+    w = World()
+    w.gec_project()
+    s, e = w.gec_issue("B1", 1000)
+    w.ok("gec.transfer", "GEN", {"start": s + 10, "end": s + 20, "to": "STEEL"})
+    replay = World(genesis=False)
+    for entry, index, time in w.entries:
+        replay.index, replay.time = index, time
+        replay.apply(entry)
+    assert replay.kv.items() == w.kv.items()
+    assert replay.digest == w.digest
