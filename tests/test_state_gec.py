@@ -1,0 +1,121 @@
+"""GEC: projects, issuance, transfer with split and merge, retirement,
+expiry; and the queries over units."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.errors import NotFound, PermissionDenied, StateRuleError
+from ledger.state.queries import batch_supply, get_holdings, get_unit, unit_history
+from tests.test_state_world import T0, Y2024, World
+
+H1 = (Y2024[0], Y2024[0] + 182 * 86400)
+H2 = (H1[1], Y2024[1])
+
+
+def issue_body(batch: str, quantity: int, period: tuple[int, int] = Y2024, **kw: object) -> dict[str, object]:
+    return {"batchId": batch, "projectId": "P1", "periodStart": period[0], "periodEnd": period[1], "quantity": quantity, "validityEnd": T0 + 86400 * 700, **kw}
+
+
+def test_register_project_rules() -> None:
+    w = World()
+    body = {"projectId": "P1", "name": "Wind", "technology": "wind", "capacityKw": 10, "location": "Gansu", "owner": "GEN"}
+    w.reject(PermissionDenied, "missing_role", "gec.register_project", "REG", body)
+    w.reject(StateRuleError, "org_not_found", "gec.register_project", "GECI", {**body, "owner": "NOPE"})
+    w.ok("gec.register_project", "GECI", body)
+    w.reject(StateRuleError, "project_exists", "gec.register_project", "GECI", body)
+
+
+def test_issue_rules() -> None:
+    w = World(orgs={"GECI": ["gec_issuer"], "GECI2": ["gec_issuer"], "GEN": ["supplier"]})
+    w.gec_project(capacity_kw=1000)  # 1 MW: at most 8784 MWh in 2024
+    w.reject(StateRuleError, "project_not_found", "gec.issue", "GECI", {**issue_body("B1", 10), "projectId": "P2"})
+    w.reject(PermissionDenied, "not_project_issuer", "gec.issue", "GECI2", issue_body("B1", 10))
+    w.reject(PermissionDenied, "missing_role", "gec.issue", "GEN", issue_body("B1", 10))
+    w.reject(StateRuleError, "exceeds_capacity", "gec.issue", "GECI", issue_body("B1", 8785))
+    w.reject(StateRuleError, "period_not_ended", "gec.issue", "GECI", issue_body("B1", 10, (Y2024[0], T0 + 1000)))
+    w.reject(StateRuleError, "already_expired", "gec.issue", "GECI", issue_body("B1", 10, H1, validityEnd=T0))
+    w.ok("gec.issue", "GECI", issue_body("B1", 4000, H1))
+    w.reject(StateRuleError, "batch_exists", "gec.issue", "GECI", issue_body("B1", 10, H2))
+    # Never twice for the same project and period, nor any overlap of it.
+    w.reject(StateRuleError, "period_already_issued", "gec.issue", "GECI", issue_body("B2", 10, H1))
+    w.reject(StateRuleError, "period_already_issued", "gec.issue", "GECI", issue_body("B2", 10, (H1[1] - 1, H2[1])))
+    w.reject(StateRuleError, "period_already_issued", "gec.issue", "GECI", issue_body("B2", 10, Y2024))
+    w.ok("gec.issue", "GECI", issue_body("B2", 4000, H2))
+    assert batch_supply(w.kv, "gec", "B2", w.time).held == 4000
+
+
+def test_transfer_split_merge_and_holdings() -> None:
+    w = World()
+    w.gec_project()
+    s, e = w.gec_issue("B1", 100)
+    w.ok("gec.transfer", "GEN", {"start": s + 10, "end": s + 20, "to": "STEEL"})
+    w.ok("gec.transfer", "GEN", {"start": s + 30, "end": s + 40, "to": "STEEL"})
+    gen = get_holdings(w.kv, "GEN").holdings
+    assert [(h.start, h.end) for h in gen] == [(s, s + 10), (s + 20, s + 30), (s + 40, e)]
+    # Giving the gap back and forth merges the ranges again.
+    w.ok("gec.transfer", "GEN", {"start": s + 20, "end": s + 30, "to": "STEEL"})
+    steel = get_holdings(w.kv, "STEEL").holdings
+    assert [(h.start, h.end, h.status) for h in steel] == [(s + 10, s + 40, "held")]
+    w.ok("gec.transfer", "STEEL", {"start": s + 10, "end": s + 40, "to": "GEN"})
+    assert [(h.start, h.end) for h in get_holdings(w.kv, "GEN").holdings] == [(s, e)]
+    assert get_holdings(w.kv, "STEEL").holdings == ()
+    history = unit_history(w.kv, "gec", s + 15, s + 16)
+    assert [ev.op for ev in history] == ["issue", "transfer", "transfer"]
+    assert dict(history[1].detail) == {"from": "GEN", "to": "STEEL"}
+
+
+def test_transfer_rules() -> None:
+    w = World()
+    w.gec_project()
+    s, e = w.gec_issue("B1", 100)
+    w.reject(StateRuleError, "units_not_issued", "gec.transfer", "GEN", {"start": s + 50, "end": e + 1, "to": "STEEL"})
+    w.reject(PermissionDenied, "not_owner", "gec.transfer", "STEEL", {"start": s, "end": s + 1, "to": "EXCH"})
+    w.reject(StateRuleError, "self_transfer", "gec.transfer", "GEN", {"start": s, "end": s + 1, "to": "GEN"})
+    w.reject(StateRuleError, "org_not_found", "gec.transfer", "GEN", {"start": s, "end": s + 1, "to": "NOPE"})
+    w.ok("gec.transfer", "GEN", {"start": s, "end": s + 50, "to": "STEEL"})
+    # A range spanning two owners is refused as a whole.
+    w.reject(PermissionDenied, "not_owner", "gec.transfer", "STEEL", {"start": s + 40, "end": s + 60, "to": "EXCH"})
+
+
+def test_retire_and_no_movement_after() -> None:
+    w = World()
+    w.gec_project()
+    s, e = w.gec_issue("B1", 100)
+    retire = {"start": s, "end": s + 30, "beneficiary": "Steel Co.", "periodStart": Y2024[0], "periodEnd": Y2024[1]}
+    w.reject(PermissionDenied, "not_owner", "gec.retire", "STEEL", retire)
+    w.ok("gec.retire", "GEN", retire)
+    w.reject(StateRuleError, "units_retired", "gec.retire", "GEN", {**retire, "start": s + 29})
+    w.reject(StateRuleError, "units_retired", "gec.transfer", "GEN", {"start": s, "end": s + 1, "to": "STEEL"})
+    unit = get_unit(w.kv, "gec", s + 5)
+    assert unit.status == "retired" and unit.retirement is not None
+    assert unit.retirement.index == w.index - 1 and unit.retirement.beneficiary == "Steel Co."
+    assert unit.claimed_by is None
+    assert batch_supply(w.kv, "gec", "B1", w.time).retired == 30
+    with pytest.raises(NotFound):
+        get_unit(w.kv, "gec", e)
+
+
+def test_expired_units_cannot_move() -> None:
+    w = World()
+    w.gec_project()
+    s, e = w.gec_issue("B1", 100, validity=T0 + 1000)
+    w.ok("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"})
+    w.time = T0 + 1001
+    w.reject(StateRuleError, "units_expired", "gec.transfer", "GEN", {"start": s + 10, "end": s + 20, "to": "STEEL"})
+    w.reject(StateRuleError, "units_expired", "gec.retire", "STEEL", {"start": s, "end": s + 10, "beneficiary": "x", "periodStart": 0, "periodEnd": 1})
+    supply = batch_supply(w.kv, "gec", "B1", w.time)
+    assert (supply.issued, supply.held, supply.expired) == (100, 0, 100)
+
+
+def test_holdings_pagination() -> None:
+    w = World()
+    w.gec_project()
+    s, _ = w.gec_issue("B1", 100)
+    for i in range(5):
+        w.ok("gec.transfer", "GEN", {"start": s + 2 * i, "end": s + 2 * i + 1, "to": "STEEL"})
+    page1 = get_holdings(w.kv, "STEEL", limit=2)
+    page2 = get_holdings(w.kv, "STEEL", limit=2, page_token=page1.next_page_token)
+    page3 = get_holdings(w.kv, "STEEL", limit=2, page_token=page2.next_page_token)
+    got = [h.start for p in (page1, page2, page3) for h in p.holdings]
+    assert got == [s, s + 2, s + 4, s + 6, s + 8] and page3.next_page_token is None
