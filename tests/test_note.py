@@ -1,0 +1,338 @@
+"""Tests of ledger.note: golden notes from golang.org/x/mod/sumdb/note, strict
+parsing, verification rules, and mutated input.
+
+The helpers ``mutations`` and ``assert_only_ledger_errors`` are shared with the
+other format tests.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.errors import InvalidSignature, LedgerError, MalformedError
+from ledger.keys import Signer, Verifier
+from ledger.note import (
+    MAX_NOTE_SIZE,
+    MAX_SIGNATURES,
+    Note,
+    NoteSignature,
+    SignedNote,
+    format_note,
+    open_note,
+    parse_note,
+    sign_note,
+)
+
+# Keys and text of golang.org/x/mod/sumdb/note note_test.go and example_test.go.
+PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+PETER_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
+TEXT = (
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n"
+)
+# Output of ExampleSign in golang.org/x/mod/sumdb/note example_test.go.
+GOLDEN_NOTE = (
+    TEXT
+    + "\n"
+    + "\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNX"
+    + "gKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+)
+# Output of ExampleSign_add_signatures in the same file: EnochRoot is the key
+# GenerateKey makes from an all-zero random source, i.e. a zero seed.
+ENOCH_VKEY = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop"
+GOLDEN_TWO = (
+    GOLDEN_NOTE
+    + "\u2014 EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGw"
+    + "nWLox33WWd1RvMc+QQ=\n"
+)
+# The example of c2sp.org/signed-note; its text holds an empty line.
+C2SP_EXAMPLE = (
+    "Ognuno sta solo sul cuor della terra\n"
+    "trafitto da un raggio di sole:\n"
+    "\n"
+    "ed \u00e8 subito sera.\n"
+    "\n"
+    "\u2014 quasimodo.example/salvatore NnugSzTjtVAewIS+Z/iJhUPeFDkO/5QQ2i5ddnGITLlC+EhfLW9oJKONr"
+    "MouFSQU0xMcXxj99ihAQwaqP3ZekRwNtIc=\n"
+)
+
+
+def peter() -> Signer:
+    return Signer.from_key(PETER_SKEY)
+
+
+def enoch() -> Signer:
+    return Signer.from_seed("EnochRoot", bytes(32))
+
+
+# ---------------------------------------------------------------------------
+# Shared mutation machinery.
+
+
+def mutations(data: bytes, *, seed: int = 1, budget: int = 400) -> Iterator[bytes]:
+    """Mechanically mutated variants of a valid input: truncation, bit flips,
+    trailing and leading garbage, oversize, bad UTF-8, wrong dashes, bad
+    base64, leading zeros, CRLF, dropped and repeated lines."""
+    rng = random.Random(seed)
+    n = len(data)
+    cuts = range(n) if n <= budget else sorted(rng.sample(range(n), budget))
+    for i in cuts:
+        yield data[:i]
+    for i in cuts:
+        for bit in (0, 5, 7):
+            b = bytearray(data)
+            b[i] ^= 1 << bit
+            yield bytes(b)
+    for junk in (b"x", b"\n", b"\n\n", b"\x00", b"\xff", b" ", "\u2014 a AAAAAAA=\n".encode()):
+        yield data + junk
+        yield junk + data
+    yield data + b"A" * (2 * MAX_NOTE_SIZE)
+    yield b"A" * (2 * MAX_NOTE_SIZE)
+    for bad in (b"\xc3\x28", b"\xff", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf8\x88\x80\x80\x80"):
+        for i in (0, n // 3, n // 2, max(n - 1, 0)):
+            yield data[:i] + bad + data[i:]
+    dash = "\u2014".encode()
+    for other in ("-", "\u2013", "\u2015", "\u2014\u2014", ""):
+        yield data.replace(dash, other.encode(), 1)
+        yield data.replace(dash, other.encode())
+    for old, new in ((b"=", b""), (b"=", b"=="), (b"+", b"-"), (b"/", b"_"), (b"A", b"!")):
+        yield data.replace(old, new, 1)
+        yield data.replace(old, new)
+    yield re.sub(rb"(?m)^(\d)", rb"0\1", data)
+    yield re.sub(rb"(?m)^(index |time )(\d)", rb"\g<1>0\2", data)
+    yield data.replace(b"\n", b"\r\n")
+    yield data.replace(b" ", b"\t")
+    yield data.replace(b" ", b"  ", 1)
+    lines = data.split(b"\n")
+    for i in range(len(lines)):
+        yield b"\n".join(lines[:i] + lines[i + 1 :])
+        yield b"\n".join(lines[: i + 1] + lines[i:])
+    for _ in range(50):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            if b:
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        yield bytes(b)
+
+
+def assert_only_ledger_errors(
+    parse: Callable[[Any], Any],
+    inputs: Iterator[bytes],
+    *,
+    as_text: bool = False,
+    on_success: Callable[[bytes, Any], None] | None = None,
+) -> int:
+    """Feed every input to ``parse``; anything raised must be a LedgerError.
+    Returns how many inputs were rejected, so callers can check the
+    mutations did reach the parser's error paths."""
+    rejected = 0
+    for data in inputs:
+        arg: Any = data
+        if as_text:
+            try:
+                arg = data.decode("utf-8")
+            except UnicodeDecodeError:
+                # str parsers also get the undecodable part as surrogates.
+                arg = data.decode("utf-8", "surrogateescape")
+        try:
+            result = parse(arg)
+        except LedgerError:
+            rejected += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - catching everything is the point of the check
+            pytest.fail(f"{type(exc).__name__} leaked for input {data[:200]!r}: {exc}")
+        if on_success is not None:
+            on_success(data, result)
+    return rejected
+
+
+# ---------------------------------------------------------------------------
+# Golden values.
+
+
+def test_golden_signed_note_matches_go() -> None:
+    assert sign_note(TEXT, [peter()]) == GOLDEN_NOTE
+
+
+def test_golden_two_signatures_match_go() -> None:
+    assert sign_note(TEXT, [peter(), enoch()]) == GOLDEN_TWO
+    assert enoch().vkey == ENOCH_VKEY
+
+
+def test_open_golden_note() -> None:
+    note = open_note(GOLDEN_NOTE.encode("utf-8"), [Verifier.from_vkey(PETER_VKEY)])
+    assert isinstance(note, Note)
+    assert note.text == TEXT
+    assert [(s.name, s.keyid.hex()) for s in note.verified] == [("PeterNeumann", "c74f20a3")]
+    assert note.unverified == ()
+
+
+def test_unknown_signatures_are_kept_unverified() -> None:
+    note = open_note(GOLDEN_TWO, [Verifier.from_vkey(ENOCH_VKEY)])
+    assert [s.name for s in note.verified] == ["EnochRoot"]
+    assert [s.name for s in note.unverified] == ["PeterNeumann"]
+
+
+def test_note_without_known_signature_is_rejected() -> None:
+    with pytest.raises(InvalidSignature):
+        open_note(GOLDEN_NOTE, [Verifier.from_vkey(ENOCH_VKEY)])
+    with pytest.raises(InvalidSignature):
+        open_note(GOLDEN_NOTE, [])
+
+
+def test_same_name_other_key_is_unknown_not_an_error() -> None:
+    # Signed-note: a key that shares only the name is a different key.
+    impostor = Signer.generate("PeterNeumann").verifier()
+    with pytest.raises(InvalidSignature, match="no signature by a known key"):
+        open_note(GOLDEN_NOTE, [impostor])
+
+
+def test_bad_signature_by_known_key_rejects_note() -> None:
+    sig = parse_note(GOLDEN_TWO).signatures[0]
+    flipped = NoteSignature(sig.name, sig.keyid, bytes([sig.signature[0] ^ 1]) + sig.signature[1:])
+    bad = format_note(SignedNote(TEXT, (flipped, parse_note(GOLDEN_TWO).signatures[1])))
+    with pytest.raises(InvalidSignature) as info:
+        open_note(bad, [Verifier.from_vkey(PETER_VKEY), Verifier.from_vkey(ENOCH_VKEY)])
+    assert info.value.name == "PeterNeumann"
+    assert info.value.keyid == bytes.fromhex("c74f20a3")
+
+
+def test_tampered_text_fails() -> None:
+    bad = GOLDEN_NOTE.replace("problem,", "problem;")
+    with pytest.raises(InvalidSignature):
+        open_note(bad, [Verifier.from_vkey(PETER_VKEY)])
+
+
+def test_cosigner_keys_are_refused_by_note_functions() -> None:
+    w = Signer.generate("witness", cosigner=True)
+    with pytest.raises(ValueError):
+        sign_note(TEXT, [w])
+    with pytest.raises(ValueError):
+        open_note(GOLDEN_NOTE, [w.verifier()])
+
+
+# ---------------------------------------------------------------------------
+# Strictness.
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "no newline", "\n", "a\n\nb\n", "\nx\n", "tab\there\n", "nul\x00\n", "cr\r\n", "\ud800\n"],
+)
+def test_sign_note_rejects_bad_text(text: str) -> None:
+    with pytest.raises(MalformedError):
+        sign_note(text, [peter()])
+
+
+def test_c2sp_example_with_empty_text_line_is_refused_on_purpose() -> None:
+    # This module forbids empty lines in the text (see its docstring).
+    with pytest.raises(MalformedError):
+        parse_note(C2SP_EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        GOLDEN_NOTE.replace("\u2014", "-"),
+        GOLDEN_NOTE.replace("\u2014", "\u2013"),
+        GOLDEN_NOTE.replace("\u2014 ", "\u2014"),
+        GOLDEN_NOTE.replace("PeterNeumann ", "PeterNeumann  "),
+        GOLDEN_NOTE.replace("PeterNeumann ", "Peter+Neumann "),
+        GOLDEN_NOTE.replace("AM=\n", "AM="),
+        GOLDEN_NOTE.replace("AM=\n", "AM=\n\n"),
+        GOLDEN_NOTE.replace("AM=\n", "AM\n"),
+        GOLDEN_NOTE.replace("AM=\n", "AN=\n"),  # non-zero padding bits
+        GOLDEN_NOTE.replace("\n\n", "\n"),
+        TEXT + "\n",
+        TEXT + "\n\u2014 PeterNeumann AAAAAA==\n",  # fewer than 5 signature bytes
+        GOLDEN_NOTE + GOLDEN_NOTE.split("\n\n")[1],  # the same signature twice
+        GOLDEN_NOTE.replace("\n", "\r\n"),
+    ],
+)
+def test_parse_note_rejects(note: str) -> None:
+    with pytest.raises(MalformedError):
+        parse_note(note)
+
+
+def test_parse_note_rejects_bad_utf8_and_oversize() -> None:
+    with pytest.raises(MalformedError):
+        parse_note(GOLDEN_NOTE.encode() + b"\xff")
+    with pytest.raises(MalformedError):
+        parse_note(b"a\n\n" + "\u2014 a AAAAAAA=\n".encode() * (MAX_NOTE_SIZE // 10))
+    with pytest.raises(MalformedError):
+        parse_note(None)  # type: ignore[arg-type]
+
+
+def test_signature_count_cap() -> None:
+    signers = [Signer.from_seed(f"k{i}", bytes([i]) * 32) for i in range(MAX_SIGNATURES + 1)]
+    with pytest.raises(MalformedError):
+        sign_note(TEXT, signers)
+    ok = sign_note(TEXT, signers[:MAX_SIGNATURES])
+    assert len(open_note(ok, [signers[7].verifier()]).unverified) == MAX_SIGNATURES - 1
+    extra = ok + signers[-1:][0].name.join(["\u2014 ", " AAAAAAA=\n"])
+    with pytest.raises(MalformedError):
+        parse_note(extra)
+
+
+# ---------------------------------------------------------------------------
+# Round trips and mutations.
+
+_line = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x2FFF, codec="utf-8"),
+    min_size=1,
+    max_size=30,
+)
+_name = st.text(
+    alphabet=st.characters(
+        min_codepoint=0x21, max_codepoint=0x2FFF, exclude_categories=("Cs", "Zs", "Zl", "Zp", "Cc")
+    ),
+    min_size=1,
+    max_size=20,
+).filter(lambda s: "+" not in s and not any(c.isspace() for c in s))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(_line, min_size=1, max_size=6),
+    sigs=st.lists(
+        st.tuples(_name, st.binary(min_size=4, max_size=4), st.binary(min_size=1, max_size=80)),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda t: (t[0], t[1]),
+    ),
+)
+def test_format_parse_round_trip(lines: list[str], sigs: list[tuple[str, bytes, bytes]]) -> None:
+    note = SignedNote("".join(x + "\n" for x in lines), tuple(NoteSignature(*s) for s in sigs))
+    text = format_note(note)
+    assert parse_note(text) == note
+    assert parse_note(text.encode("utf-8")) == note
+    assert format_note(parse_note(text)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_malformed(data: bytes) -> None:
+    try:
+        parse_note(data)
+    except MalformedError:
+        pass
+
+
+def test_mutated_notes_raise_only_ledger_errors_and_survivors_are_canonical() -> None:
+    verifiers = [Verifier.from_vkey(PETER_VKEY), Verifier.from_vkey(ENOCH_VKEY)]
+
+    def canonical(data: bytes, parsed: SignedNote) -> None:
+        assert format_note(parsed).encode("utf-8") == data
+
+    muts = list(mutations(GOLDEN_TWO.encode("utf-8")))
+    rejected = assert_only_ledger_errors(parse_note, iter(muts), on_success=canonical)
+    assert rejected > len(muts) // 2
+    assert_only_ledger_errors(lambda d: open_note(d, verifiers), iter(muts))
+    assert_only_ledger_errors(parse_note, iter(muts), as_text=True)
