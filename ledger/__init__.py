@@ -25,7 +25,28 @@ from ledger.errors import (
     StorageError,
     VerificationError,
 )
+from ledger.checkpoint import (
+    Checkpoint,
+    cosign_checkpoint,
+    format_checkpoint,
+    parse_checkpoint,
+    sign_checkpoint,
+    verify_checkpoint,
+    verify_cosignature,
+)
+from ledger.envelope import (
+    Envelope,
+    encode_envelope,
+    parse_envelope,
+    sign_envelope,
+    verified_keys,
+    verify_envelope,
+)
 from ledger.keys import Signer, Verifier
+from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.note import open_note, sign_note
+from ledger.policy import Policy, format_policy, parse_policy, verify_checkpoint_policy
+from ledger.tlog_proof import TlogProof, format_tlog_proof, parse_tlog_proof, verify_tlog_proof
 
 if TYPE_CHECKING:
     from ledger.log import Ledger, Receipt
@@ -35,6 +56,31 @@ __all__ = [
     "Receipt",
     "Signer",
     "Verifier",
+    "Checkpoint",
+    "format_checkpoint",
+    "parse_checkpoint",
+    "sign_checkpoint",
+    "verify_checkpoint",
+    "cosign_checkpoint",
+    "verify_cosignature",
+    "Envelope",
+    "encode_envelope",
+    "parse_envelope",
+    "sign_envelope",
+    "verified_keys",
+    "verify_envelope",
+    "open_note",
+    "sign_note",
+    "Policy",
+    "parse_policy",
+    "format_policy",
+    "verify_checkpoint_policy",
+    "TlogProof",
+    "format_tlog_proof",
+    "parse_tlog_proof",
+    "verify_tlog_proof",
+    "verify_inclusion",
+    "verify_consistency",
     "LedgerError",
     "MalformedError",
     "VerificationError",
