@@ -37,14 +37,20 @@ from typing import Any
 __all__ = ["enc", "dec", "n16", "key"]
 
 
+# Built once: json.dumps/json.loads re-check their arguments on every call,
+# which is a measurable share of applying a small operation.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder()
+
+
 def enc(value: Any) -> bytes:
     """Canonical bytes of a JSON-able state value."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def dec(data: bytes) -> Any:
     """Decode a state value written by :func:`enc`."""
-    return json.loads(data)
+    return _DECODER.decode(data.decode())
 
 
 def n16(n: int) -> str:

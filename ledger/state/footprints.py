@@ -123,8 +123,11 @@ def _publish(tx: Tx) -> None:
             raise StateRuleError("component_unit_mismatch", f"upstream is declared per {up['unit']}", f"{where}.unit")
         total += _dec(comp.quantity) * _dec(up["pcf"]) / _dec(up["unitAmount"])
         components.append({"pf": up_id, "quantity": comp.quantity, "unit": comp.unit})
-    # (3) No product contains a version of itself.
-    _check_acyclic(tx, lineage, [c["pf"] for c in components])
+    # (3) No product contains a version of itself. A first version starts a
+    # new lineage that nothing existing can reference, so only re-versions
+    # need the upstream walk.
+    if preds:
+        _check_acyclic(tx, lineage, [c["pf"] for c in components])
     if _dec(summary.pcf) < total:
         raise StateRuleError(
             "pcf_below_components",

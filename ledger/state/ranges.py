@@ -154,14 +154,16 @@ def rewrite(
             merged[-1] = Segment(merged[-1].start, piece.end, piece.value)
         else:
             merged.append(piece)
-    old_set = {(s.start, s.end, enc(s.value)) for s in old}
-    new_set = {(s.start, s.end, enc(s.value)) for s in merged}
+    # Both lists hold at most a handful of segments: compare them directly
+    # (dict equality) rather than encoding each to bytes.
+    old_ids = [(s.start, s.end, s.value) for s in old]
+    new_ids = [(s.start, s.end, s.value) for s in merged]
     # Deletes first, then puts, each in serial order: a rewritten segment can
-    # keep its end key, and the write list must not depend on set iteration.
-    for seg in old:
-        if (seg.start, seg.end, enc(seg.value)) not in new_set:
+    # keep its end key, and the write list must follow the operation only.
+    for seg, ident in zip(old, old_ids):
+        if ident not in new_ids:
             _delete(kv, kind, seg)
-    for seg in merged:
-        if (seg.start, seg.end, enc(seg.value)) not in old_set:
+    for seg, ident in zip(merged, new_ids):
+        if ident not in old_ids:
             _put(kv, kind, seg)
     return changed
