@@ -1,0 +1,149 @@
+"""The node's gRPC server: ``create_server(address, ledger) -> (server, port)``.
+
+One grpc.aio server carries the four carbonledger.v1 services, gRPC health
+checking and reflection, the error interceptor, message size limits and
+optional TLS or mTLS. The returned :class:`NodeServer` owns the group
+committer and the metrics; ``await server.stop(grace)`` stops taking RPCs,
+lets those in flight (and the batch being committed) finish, then stops the
+committer. The ledger stays open: whoever opened it closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from carbonledger.v1 import events_pb2, events_pb2_grpc, log_pb2, log_pb2_grpc, query_pb2, query_pb2_grpc
+from carbonledger.v1 import reconcile_pb2, reconcile_pb2_grpc
+from ledger.log import Ledger
+from node.committer import GroupCommitter
+from node.errors import ErrorInterceptor
+from node.labels import LabelBuilder, no_labels
+from node.metrics import NodeMetrics
+from node.servicers import CommitSignal, EventsServicer, LogServicer, QueryServicer, ReconcileServicer
+
+__all__ = ["TlsConfig", "NodeServer", "create_server", "MAX_MESSAGE_BYTES", "SERVICE_NAMES"]
+
+#: Largest request or response message. A SubmitBatch of envelopes is the
+#: biggest request; one envelope is capped at 1 MiB by the ledger.
+MAX_MESSAGE_BYTES = 8 << 20
+
+SERVICE_NAMES = tuple(
+    m.DESCRIPTOR.services_by_name[name].full_name
+    for m, name in (
+        (log_pb2, "Log"),
+        (query_pb2, "Query"),
+        (events_pb2, "Events"),
+        (reconcile_pb2, "Reconcile"),
+    )
+)
+
+_log = logging.getLogger("carbonledger.node")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """PEM files: the server's certificate chain and key; with
+    ``client_ca_file``, clients must present a certificate it signed (mTLS)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
+        pair = (Path(self.key_file).read_bytes(), Path(self.cert_file).read_bytes())
+        return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
+class NodeServer:
+    """A started-or-not gRPC server plus what it owns; see the module doc."""
+
+    def __init__(
+        self, server: grpc.aio.Server, committer: GroupCommitter, health_servicer: health.aio.HealthServicer,
+        metrics: NodeMetrics, ledger: Ledger,
+    ) -> None:  # fmt: skip
+        self.grpc_server = server
+        self.committer = committer
+        self.metrics = metrics
+        self._health = health_servicer
+        self._ledger = ledger
+        self._stopped = False
+
+    async def start(self) -> None:
+        await self.committer.start()
+        await self.grpc_server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.metrics.tree_size.set(self._ledger.size)
+        _log.info("node started", extra={"event": "started", "origin": self._ledger.origin, "size": self._ledger.size})
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop: health NOT_SERVING, no new RPCs, in-flight ones get ``grace``
+        seconds, then the committer drains and stops."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+        await self.committer.close()
+        self.metrics.close()
+        _log.info("node stopped", extra={"event": "stopped", "size": self._ledger.size})
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self.grpc_server.wait_for_termination(timeout)
+
+
+def create_server(
+    address: str,
+    ledger: Ledger,
+    *,
+    tls: TlsConfig | None = None,
+    label_builder: LabelBuilder = no_labels,
+    max_pending: int = 10_000,
+    max_batch: int = 2_000,
+    verify_workers: int = 4,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    metrics_port: int | None = None,
+) -> tuple[NodeServer, int]:
+    """Build a node serving ``ledger`` on ``address`` (``host:0`` picks a port).
+
+    Returns the (not yet started) server and the bound port. Call from the
+    event loop that will run it; ``await server.start()``.
+    """
+    metrics = NodeMetrics()
+    committer = GroupCommitter(
+        ledger, max_pending=max_pending, max_batch=max_batch, verify_workers=verify_workers, metrics=metrics
+    )
+    signal = CommitSignal()
+    committer.add_listener(signal)
+    committer.add_listener(lambda c: metrics.tree_size.set(c.tree_size))
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    log_pb2_grpc.add_LogServicer_to_server(LogServicer(ledger, committer, label_builder), server)
+    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(ledger), server)
+    events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(ledger, signal), server)
+    reconcile_pb2_grpc.add_ReconcileServicer_to_server(ReconcileServicer(ledger), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.credentials())
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
+    return NodeServer(server, committer, health_servicer, metrics, ledger), port
