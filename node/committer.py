@@ -150,13 +150,26 @@ class GroupCommitter:
         return result, size
 
     async def submit_many(self, entries: Sequence[bytes]) -> list[tuple[Receipt | LedgerError, int]]:
-        """Submit several envelopes, each accepted or rejected on its own.
+        """Submit several envelopes, each accepted or rejected on its own, in
+        the order given (they are verified in parallel, then queued together).
 
         Admission is all or nothing (a batch bigger than the free room gets
         Pushback); results come back in request order.
         """
         self._admit(len(entries))
-        return list(await asyncio.gather(*(self._submit_one(e, admitted=True) for e in entries)))
+        try:
+            checked = await asyncio.gather(*(self._verify(e) for e in entries))
+            futures = [self._enqueue(e, v) if isinstance(v, frozenset) else None for e, v in zip(entries, checked)]
+            out: list[tuple[Receipt | LedgerError, int]] = []
+            for fut, v in zip(futures, checked):
+                if fut is None:
+                    assert isinstance(v, LedgerError)
+                    out.append((v, self._ledger.size))
+                else:
+                    out.append(await fut)
+            return out
+        finally:
+            self._release(len(entries))
 
     def _admit(self, n: int) -> None:
         if self._closing or self._queue is None:
@@ -169,26 +182,36 @@ class GroupCommitter:
         if self._metrics is not None:
             self._metrics.queue_depth.set(self._pending)
 
-    async def _submit_one(self, entry: bytes, *, admitted: bool = False) -> tuple[Receipt | LedgerError, int]:
-        if not admitted:
-            self._admit(1)
+    def _release(self, n: int) -> None:
+        self._pending -= n
+        if self._metrics is not None:
+            self._metrics.queue_depth.set(self._pending)
+
+    async def _verify(self, entry: bytes) -> frozenset[str] | LedgerError:
         loop = asyncio.get_running_loop()
         try:
-            try:
-                verified = await loop.run_in_executor(self._verify_pool, _precheck, entry)
-            except LedgerError as exc:
-                self._count("rejected")
-                return exc, self._ledger.size
-            future: asyncio.Future[tuple[Receipt | LedgerError, int]] = loop.create_future()
-            assert self._queue is not None
-            self._queue.put_nowait(_Pending(entry, verified, future))
-            # Cancelling the caller cancels the future; a group not yet taken
-            # then leaves it out.
-            return await future
+            return await loop.run_in_executor(self._verify_pool, _precheck, entry)
+        except LedgerError as exc:
+            self._count("rejected")
+            return exc
+
+    def _enqueue(self, entry: bytes, verified: frozenset[str]) -> asyncio.Future[tuple[Receipt | LedgerError, int]]:
+        # Cancelling the caller cancels the future; a group not yet taken
+        # then leaves the entry out.
+        future: asyncio.Future[tuple[Receipt | LedgerError, int]] = asyncio.get_running_loop().create_future()
+        assert self._queue is not None
+        self._queue.put_nowait(_Pending(entry, verified, future))
+        return future
+
+    async def _submit_one(self, entry: bytes) -> tuple[Receipt | LedgerError, int]:
+        self._admit(1)
+        try:
+            verified = await self._verify(entry)
+            if isinstance(verified, LedgerError):
+                return verified, self._ledger.size
+            return await self._enqueue(entry, verified)
         finally:
-            self._pending -= 1
-            if self._metrics is not None:
-                self._metrics.queue_depth.set(self._pending)
+            self._release(1)
 
     def _count(self, outcome: str, n: int = 1) -> None:
         if self._metrics is not None and n:
