@@ -1,0 +1,134 @@
+"""A real ``carbonledger serve`` process: init, serve, submit, SIGTERM; and
+SIGKILL under concurrent submissions loses no acknowledged entry."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.sdk import LedgerClient
+from ledger.keys import Signer
+from ledger.log import Ledger
+from ledger.records.build import org_spec
+from ledger.state import StateMachine
+from tests.test_node_support import Net, key
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def carbonledger(*args: str) -> list[str]:
+    return [sys.executable, "-m", "node.main", *args]
+
+
+def init_node(tmp_path: Path) -> Path:
+    auth_key = tmp_path / "auth.key"
+    auth_key.write_text(key("AUTH").skey + "\n")
+    directory = tmp_path / "node"
+    out = subprocess.run(
+        carbonledger("init", str(directory), "--origin", "test.example/log", "--authority-key", str(auth_key),
+                     "--authority-id", "AUTH", "--json"),
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (directory / "node.key").stat().st_mode & 0o777 == 0o600
+    return directory
+
+
+class Serve:
+    def __init__(self, directory: Path) -> None:
+        self.proc = subprocess.Popen(
+            carbonledger("serve", str(directory), "--listen", "127.0.0.1:0", "--grace", "5"),
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert "listening on" in line, self.proc.stderr.read() if self.proc.stderr else line
+        self.target = line.rsplit(" ", 1)[1].strip()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def node_dir(tmp_path: Path) -> Iterator[Path]:
+    yield init_node(tmp_path)
+
+
+def test_init_serve_submit_and_stop(node_dir: Path) -> None:
+    serve = Serve(node_dir)
+    try:
+        net = Net()
+        with LedgerClient(serve.target, timeout=10) as client:
+            assert client.checkpoint().startswith("test.example/log\n1\n")
+            assert client.org("AUTH").keys[0].vkey == key("AUTH").vkey
+            receipt = client.submit(net.register("STEEL"))
+            assert receipt.index == 1 and not receipt.duplicate
+            assert client.org("STEEL").roles == ["supplier"]
+    finally:
+        assert serve.stop(signal.SIGTERM) == 0
+    assert serve.proc.stderr is not None
+    logs = serve.proc.stderr.read()
+    assert '"event": "stopped"' in logs
+    # Refusing to initialise over an existing node.
+    again = subprocess.run(carbonledger("init", str(node_dir), "--origin", "x.example/log"), cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert again.returncode == 2 and "already holds a node" in again.stderr
+
+
+def test_sigkill_under_load_keeps_every_acknowledged_entry(node_dir: Path) -> None:
+    serve = Serve(node_dir)
+    net = Net()
+    acked: list[tuple[int, bytes]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def submitter(worker: int) -> None:
+        with LedgerClient(serve.target, timeout=5, retries=0) as client:
+            n = 0
+            while not stop.is_set():
+                spec = org_spec(f"W{worker}N{n}", "Org", ["supplier"], [key(f"W{worker}N{n}")])
+                envelope = net.op("org.register", "AUTH", spec)
+                n += 1
+                try:
+                    receipt = client.submit(envelope)
+                except Exception:
+                    return
+                with lock:
+                    acked.append((receipt.index, envelope))
+
+    threads = [threading.Thread(target=submitter, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 10
+    while len(acked) < 60 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(serve.proc.pid, signal.SIGKILL)
+    serve.proc.wait(10)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(acked) >= 60
+    signer = Signer.from_key((node_dir / "node.key").read_text().strip())
+    with Ledger.open(node_dir / "ledger", signer=signer, machine=StateMachine()) as led:
+        for index, envelope in acked:
+            assert led.entry(index) == envelope
+        size = led.size
+    # The node serves again from where it stopped.
+    serve = Serve(node_dir)
+    try:
+        with LedgerClient(serve.target, timeout=10) as client:
+            assert client.checkpoint().split("\n")[1] == str(size)
+            index, envelope = acked[0]
+            assert client.submit(envelope).index == index
+    finally:
+        assert serve.stop() == 0
