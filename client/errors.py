@@ -26,12 +26,12 @@ from ledger.errors import (
 )
 
 __all__ = [
+    "RETRYABLE",
+    "DeadlineExceeded",
     "RpcFailure",
     "Unavailable",
-    "DeadlineExceeded",
     "Unimplemented",
     "error_from_rpc",
-    "RETRYABLE",
 ]
 
 

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-from google.rpc import status_pb2
-
 from carbonledger.v1 import (
     events_pb2,
     events_pb2_grpc,
@@ -36,10 +34,12 @@ from carbonledger.v1 import (
     reconcile_pb2,
     reconcile_pb2_grpc,
 )
+from google.rpc import status_pb2
+
 from client.errors import RETRYABLE, error_from_rpc, error_from_status
 from ledger.errors import LedgerError, Pushback
 
-__all__ = ["LedgerClient", "SubmitResult", "Event", "BookRow", "ReconcileResult", "DEFAULT_TIMEOUT"]
+__all__ = ["DEFAULT_TIMEOUT", "BookRow", "Event", "LedgerClient", "ReconcileResult", "SubmitResult"]
 
 #: Default deadline of a unary call, in seconds.
 DEFAULT_TIMEOUT = 30.0

@@ -24,7 +24,7 @@ from pathlib import Path
 from ledger.errors import LedgerError, MalformedError
 from ledger.keys import Signer, Verifier
 
-__all__ = ["main", "build_parser", "cmd_init", "cmd_serve"]
+__all__ = ["build_parser", "cmd_init", "cmd_serve", "main"]
 
 _log = logging.getLogger("carbonledger.node")
 
@@ -74,7 +74,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         (directory / "authority.vkey").write_text(generated.vkey + "\n")
         keys.append(generated)
         signers.append(generated)
-    vkeys = list(dict.fromkeys(k.vkey if isinstance(k, Signer) else k.vkey for k in keys))
+    vkeys = list(dict.fromkeys(k.vkey for k in keys))
     genesis = signed_op(
         "genesis", args.authority_id, int(time.time()),
         {"authorities": [org_spec(args.authority_id, args.authority_name, ["authority"], vkeys)]},

@@ -38,7 +38,7 @@ from ledger.errors import LedgerError, MalformedError, Pushback
 from ledger.log import MAX_ENTRY_BYTES, Ledger, Receipt
 from node.errors import ShuttingDown
 
-__all__ = ["GroupCommitter", "Committed", "CommitListener"]
+__all__ = ["CommitListener", "Committed", "GroupCommitter"]
 
 _log = logging.getLogger("carbonledger.node")
 
@@ -240,7 +240,7 @@ class GroupCommitter:
         started = time.perf_counter()
         try:
             results = await loop.run_in_executor(self._writer, self._submit_to_ledger, entries, verified)
-        except Exception as exc:  # the store failed: nobody's entry is durable
+        except Exception as exc:  # noqa: BLE001 - the store failed: nobody's entry is durable
             _log.error("group commit failed", exc_info=exc, extra={"event": "commit_failed", "size": len(group)})
             for p in group:
                 if not p.future.done():
@@ -263,7 +263,7 @@ class GroupCommitter:
         for listener in self._listeners:
             try:
                 listener(committed)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a listener must not stop commits
                 _log.exception("commit listener failed")
 
     def _submit_to_ledger(

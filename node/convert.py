@@ -9,21 +9,22 @@ there and should move when it grows them.
 from __future__ import annotations
 
 from carbonledger.v1 import query_pb2, reconcile_pb2
+
 from ledger.kv import KV
 from ledger.state import queries
 from node.reconcile import Mismatch
 
 __all__ = [
-    "org",
+    "batch",
     "footprint",
     "holding",
-    "unit_event",
+    "list_footprints",
+    "list_orgs",
+    "mismatch",
+    "org",
     "retirement",
     "unit",
-    "batch",
-    "mismatch",
-    "list_orgs",
-    "list_footprints",
+    "unit_event",
 ]
 
 

@@ -36,7 +36,7 @@ from ledger.errors import (
     VerificationError,
 )
 
-__all__ = ["DOMAIN", "ShuttingDown", "Unimplemented", "rpc_status_of", "ErrorInterceptor"]
+__all__ = ["DOMAIN", "ErrorInterceptor", "ShuttingDown", "Unimplemented", "rpc_status_of"]
 
 #: ErrorInfo.domain of every error this node reports.
 DOMAIN = "carbonledger.v1"

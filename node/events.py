@@ -26,7 +26,7 @@ from ledger.kv import KV
 from ledger.records import parse_operation
 from ledger.state import queries
 
-__all__ = ["LedgerEvent", "EventFilter", "events_for_entry"]
+__all__ = ["EventFilter", "LedgerEvent", "events_for_entry"]
 
 _RETIRE_OPS = {"gec.retire": "gec", "ccer.cancel": "ccer"}
 _TRANSFER_OPS = {"gec.transfer": "gec", "ccer.transfer": "ccer"}
@@ -55,9 +55,7 @@ class EventFilter:
             return False
         if self.op_types and event.op not in self.op_types:
             return False
-        if self.accounts and event.org not in self.accounts and not self.accounts.intersection(event.refs):
-            return False
-        return True
+        return not (self.accounts and event.org not in self.accounts and not self.accounts.intersection(event.refs))
 
 
 def _stale_from(kv: KV, root: str, index: int) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "NODE_COMMANDS"]
+__all__ = ["NODE_COMMANDS", "main"]
 
 NODE_COMMANDS = ("init", "serve")
 

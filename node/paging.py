@@ -6,7 +6,7 @@ import base64
 
 from ledger.errors import MalformedError
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "page_size", "encode_token", "decode_token"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "decode_token", "encode_token", "page_size"]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

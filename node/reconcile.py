@@ -26,7 +26,7 @@ from ledger.errors import MalformedError
 from ledger.kv import KV
 from ledger.state import queries
 
-__all__ = ["BookRow", "Mismatch", "reconcile", "MAX_ROWS"]
+__all__ = ["MAX_ROWS", "BookRow", "Mismatch", "reconcile"]
 
 #: Most book rows in one request.
 MAX_ROWS = 100_000

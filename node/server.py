@@ -15,19 +15,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from carbonledger.v1 import (
+    events_pb2,
+    events_pb2_grpc,
+    log_pb2,
+    log_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+    reconcile_pb2,
+    reconcile_pb2_grpc,
+)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from carbonledger.v1 import events_pb2, events_pb2_grpc, log_pb2, log_pb2_grpc, query_pb2, query_pb2_grpc
-from carbonledger.v1 import reconcile_pb2, reconcile_pb2_grpc
 from ledger.log import Ledger
 from node.committer import GroupCommitter
 from node.errors import ErrorInterceptor
 from node.labels import LabelBuilder, no_labels
 from node.metrics import NodeMetrics
-from node.servicers import CommitSignal, EventsServicer, LogServicer, QueryServicer, ReconcileServicer
+from node.servicers import (
+    CommitSignal,
+    EventsServicer,
+    LogServicer,
+    QueryServicer,
+    ReconcileServicer,
+)
 
-__all__ = ["TlsConfig", "NodeServer", "create_server", "MAX_MESSAGE_BYTES", "SERVICE_NAMES"]
+__all__ = ["MAX_MESSAGE_BYTES", "SERVICE_NAMES", "NodeServer", "TlsConfig", "create_server"]
 
 #: Largest request or response message. A SubmitBatch of envelopes is the
 #: biggest request; one envelope is capped at 1 MiB by the ledger.

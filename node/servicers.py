@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
-
 from carbonledger.v1 import (
     events_pb2,
     events_pb2_grpc,
@@ -24,6 +23,7 @@ from carbonledger.v1 import (
     reconcile_pb2,
     reconcile_pb2_grpc,
 )
+
 from ledger.errors import LedgerError, MalformedError, NotFound
 from ledger.log import Ledger, Receipt
 from ledger.state import queries
@@ -34,7 +34,7 @@ from node.events import EventFilter, events_for_entry
 from node.labels import LabelBuilder
 from node.reconcile import BookRow, reconcile
 
-__all__ = ["LogServicer", "QueryServicer", "EventsServicer", "ReconcileServicer", "CommitSignal"]
+__all__ = ["CommitSignal", "EventsServicer", "LogServicer", "QueryServicer", "ReconcileServicer"]
 
 T = TypeVar("T")
 _MAX_ID = 256
@@ -91,7 +91,7 @@ class CommitSignal:
     async def wait(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from client.errors import DeadlineExceeded, Unavailable
 from client.sdk import LedgerClient
-from ledger.errors import Pushback
+from ledger.errors import LedgerError, NotFound, Pushback
 from ledger.log import Ledger
 from ledger.records.build import org_spec
 from node.committer import GroupCommitter
@@ -133,7 +133,7 @@ def test_a_caller_whose_deadline_passed_is_left_out(led: Ledger) -> None:
     finally:
         node.stop()
     assert led.size == 2
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         led.index_of(late)
 
 
@@ -159,6 +159,6 @@ def test_shutdown_without_grace_still_makes_the_batch_durable(led: Ledger) -> No
         pending = pool.submit(client.submit, envelope)
         assert started.wait(5)
         node.stop(grace=0)
-        with pytest.raises(Exception):
+        with pytest.raises(LedgerError):
             pending.result(10)  # the caller was cut off ...
     assert led.index_of(envelope) == 1  # ... but its entry is in the log

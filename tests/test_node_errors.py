@@ -4,18 +4,24 @@ nothing: the ledger's size and checkpoint are the same afterwards."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from carbonledger.v1 import log_pb2, log_pb2_grpc, query_pb2, query_pb2_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from carbonledger.v1 import log_pb2, log_pb2_grpc, query_pb2, query_pb2_grpc
 from client.errors import RpcFailure, error_from_rpc
 from client.sdk import LedgerClient
-from ledger.errors import LedgerError, MalformedError, NotFound, PermissionDenied, Pushback, StateRuleError
+from ledger.errors import (
+    LedgerError,
+    MalformedError,
+    NotFound,
+    PermissionDenied,
+    Pushback,
+    StateRuleError,
+)
 from ledger.keys import Signer
 from node.errors import rpc_status_of
 from tests.test_node_support import Net, RunningNode, open_ledger

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from carbonledger.v1 import log_pb2, log_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from carbonledger.v1 import log_pb2, log_pb2_grpc
 from client.sdk import BookRow, LedgerClient
 from ledger.envelope import parse_envelope
 from ledger.merkle import leaf_hash

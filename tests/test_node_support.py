@@ -19,7 +19,7 @@ from ledger.state import StateMachine
 from node.server import NodeServer, create_server
 from tests.test_state_world import pact_doc, pf_uuid
 
-__all__ = ["Net", "RunningNode", "open_ledger", "pact_doc", "pf_uuid", "LOG_NAME"]
+__all__ = ["LOG_NAME", "Net", "RunningNode", "open_ledger", "pact_doc", "pf_uuid"]
 
 LOG_NAME = "test.carbonledger.example/log"
 H = 3600

@@ -23,7 +23,7 @@ def _cert(name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, e
           *, ca: bool = False) -> x509.Certificate:  # fmt: skip
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     issuer_name, issuer_key = issuer if issuer else (subject, key)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
