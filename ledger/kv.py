@@ -10,11 +10,12 @@ records the accepted writes in order, which is what the state digest hashes.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import struct
 from collections.abc import Iterator
 from typing import Protocol
+
+from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 __all__ = ["EMPTY_STATE_DIGEST", "KV", "MemoryKV", "Overlay", "fold_state_digest"]
 
@@ -35,31 +36,56 @@ class KV(Protocol):
 
 
 class MemoryKV:
-    """An in-memory sorted KV: the twin of the LMDB state table."""
+    """An in-memory sorted KV: the twin of the LMDB state table.
+
+    Values live in a dict; the keys are also kept in a ``SortedList`` so that
+    ``put`` of a new key and ``delete`` cost O(log n), not the O(n) of
+    inserting into a flat Python list, and a scan seeks in O(log n).
+    """
+
+    # A scan copies out at most this many keys at a time, then re-seeks past
+    # the last one. Most scans stop after one or two pairs (a seek to the
+    # segment holding a serial), so the first chunk is small.
+    _FIRST_CHUNK = 4
+    _MAX_CHUNK = 256
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
-        self._keys: list[bytes] = []
+        self._keys: SortedList = SortedList()
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
         if key not in self._data:
-            bisect.insort(self._keys, key)
+            self._keys.add(key)
         self._data[key] = bytes(value)
 
     def delete(self, key: bytes) -> None:
         if self._data.pop(key, None) is not None:
-            del self._keys[bisect.bisect_left(self._keys, key)]
+            self._keys.remove(key)
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        lo = bisect.bisect_left(self._keys, start if start is not None and start > prefix else prefix)
-        # Copy the slice so callers may write while iterating.
-        for key in self._keys[lo:]:
-            if not key.startswith(prefix):
-                break
-            yield key, self._data[key]
+        keys = self._keys
+        data = self._data
+        i = keys.bisect_left(start if start is not None and start > prefix else prefix)
+        chunk = self._FIRST_CHUNK
+        # Callers may write while iterating. Each chunk of keys is copied out
+        # and the cursor re-seeks past the last key yielded, like the LMDB
+        # store's scan: keys deleted meanwhile are skipped, and no key is
+        # yielded twice or out of order.
+        while True:
+            batch = keys[i : i + chunk]
+            if not batch:
+                return
+            for key in batch:
+                if not key.startswith(prefix):
+                    return
+                value = data.get(key)
+                if value is not None:
+                    yield key, value
+            i = keys.bisect_right(batch[-1])
+            chunk = min(chunk * 2, self._MAX_CHUNK)
 
     def items(self) -> list[tuple[bytes, bytes]]:
         return [(k, self._data[k]) for k in self._keys]
