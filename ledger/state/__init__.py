@@ -5,6 +5,6 @@
 """
 
 from ledger.state._tx import Applied, ApplyContext, Event
-from ledger.state.machine import MACHINE_ID, StateMachine
+from ledger.state.machine import MACHINE_ID, Prepared, StateMachine
 
-__all__ = ["StateMachine", "ApplyContext", "Applied", "Event", "MACHINE_ID"]
+__all__ = ["StateMachine", "Prepared", "ApplyContext", "Applied", "Event", "MACHINE_ID"]

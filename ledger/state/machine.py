@@ -7,21 +7,26 @@ and that a current key of it signed; (5) run the operation's handler, which
 checks its rules and only then writes. No clock, no randomness, and no
 iteration over unordered collections: replaying the same entries with the same
 contexts makes the same writes in the same order.
+
+Step (1), and (2) when asked, need no state: :meth:`StateMachine.prepare` does
+them on its own, so a node can run them in its parallel stage beside signature
+verification and hand the sequencer a :class:`Prepared` instead of bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from ledger.envelope import parse_envelope, verified_keys
+from ledger.envelope import Envelope, parse_envelope, verified_keys
 from ledger.errors import MalformedError, PermissionDenied, StateRuleError
 from ledger.kv import KV
 from ledger.records.ops import PAYLOAD_TYPE, Operation, parse_operation
 from ledger.state import ccer, footprints, gec, orgs
 from ledger.state._tx import Applied, ApplyContext, Tx
 
-__all__ = ["StateMachine", "MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE"]
+__all__ = ["StateMachine", "Prepared", "MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE"]
 
 #: The id the log records for ledgers created with this state machine.
 MACHINE_ID = "carbonledger/v1"
@@ -35,6 +40,21 @@ Handler = Callable[[Tx], None]
 _HANDLERS: dict[str, Handler] = {**orgs.HANDLERS, **footprints.HANDLERS, **gec.HANDLERS, **ccer.HANDLERS}
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An entry after the stateless steps: its parsed envelope and operation.
+
+    ``verified`` holds the keyids whose signatures :meth:`StateMachine.prepare`
+    checked, or ``None`` if it was not asked to check them. Build one only
+    with :meth:`StateMachine.prepare`.
+    """
+
+    entry_digest: str  # SHA-256 of the entry bytes, hex
+    envelope: Envelope
+    op: Operation
+    verified: frozenset[str] | None = None
+
+
 class StateMachine:
     """The carbon ledger's rules. Stateless itself: all state lives in the KV."""
 
@@ -44,25 +64,46 @@ class StateMachine:
         """The :class:`ApplyContext` for the entry at ``index`` in a block at ``time``."""
         return ApplyContext(index=index, time=time)
 
-    def apply(
-        self, kv: KV, entry: bytes, ctx: ApplyContext, verified: frozenset[str] | None = None
-    ) -> Applied:
-        """Parse ``entry`` (DSSE envelope bytes), check it against the state in
-        ``kv`` and write its changes to ``kv``.
+    def prepare(self, entry: bytes, *, verify: bool = False) -> Prepared:
+        """Step (1), and step (2) if ``verify``: everything that needs no state.
 
-        ``verified`` is the set of keyids whose signatures the caller already
-        checked (:func:`ledger.envelope.verified_keys`); ``None`` verifies here.
-        Raises MalformedError, PermissionDenied or StateRuleError (each naming
-        the field and rule) to reject; a rejected entry writes nothing.
+        Parses the DSSE envelope and validates its payload; raises
+        MalformedError as :meth:`apply` would. Safe to call from any thread,
+        in any order: it reads and writes nothing shared.
         """
-        # (1) Parse.
         env = parse_envelope(entry)
         if env.payload_type != PAYLOAD_TYPE:
             raise MalformedError("payloadType", f"expected {PAYLOAD_TYPE}")
         op = parse_operation(env.payload)
+        return Prepared(
+            hashlib.sha256(entry).hexdigest(), env, op, verified_keys(env) if verify else None
+        )
+
+    def apply(
+        self,
+        kv: KV,
+        entry: bytes | Prepared,
+        ctx: ApplyContext,
+        verified: frozenset[str] | None = None,
+    ) -> Applied:
+        """Check ``entry`` against the state in ``kv`` and write its changes to ``kv``.
+
+        ``entry`` is the DSSE envelope bytes, or what :meth:`prepare` made of
+        them (the result is the same either way). ``verified`` is the set of
+        keyids whose signatures the caller already checked
+        (:func:`ledger.envelope.verified_keys`); if ``None``, a Prepared's own
+        ``verified`` is used, and failing that the signatures are verified here.
+        Raises MalformedError, PermissionDenied or StateRuleError (each naming
+        the field and rule) to reject; a rejected entry writes nothing.
+        """
+        # (1) Parse, unless prepare() already did.
+        prepared = entry if isinstance(entry, Prepared) else self.prepare(entry)
+        op = prepared.op
         # (2) Signatures.
         if verified is None:
-            verified = verified_keys(env)
+            verified = prepared.verified
+        if verified is None:
+            verified = verified_keys(prepared.envelope)
         if not verified:
             raise PermissionDenied("no_valid_signature", "no signature verifies", "signatures")
         # (3) Time.
@@ -70,7 +111,7 @@ class StateMachine:
             raise StateRuleError("time_in_future", "operation time is ahead of the block time", "time")
         if op.time < ctx.time - MAX_OP_AGE:
             raise StateRuleError("time_too_old", "operation is too old to sequence", "time")
-        tx = Tx(kv, ctx, op, hashlib.sha256(entry).hexdigest())
+        tx = Tx(kv, ctx, op, prepared.entry_digest)
         if op.op == "genesis":
             orgs.apply_genesis(tx, verified)
             return Applied(op.op, tuple(tx.events))
