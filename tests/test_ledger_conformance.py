@@ -159,3 +159,35 @@ def test_lmdb_grows_past_its_map_size(tmp_path: Path) -> None:
         assert led.entry(399) == blob[399]
     with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
         assert led.root() == ref.mth(blob)
+
+
+def test_lmdb_grows_while_readers_run(tmp_path: Path) -> None:
+    """Map growth waits for open read transactions instead of racing them."""
+    import threading
+
+    with Ledger.open(tmp_path / "l", signer=SIGNER, map_size=256 << 10) as led:
+        led.append([b"first"])
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    size = led.size
+                    led.inclusion_proof(0, size)
+                    assert led.entry(0) == b"first"
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        start = led.store.map_size  # type: ignore[attr-defined]
+        for i in range(20):
+            led.append([bytes([i]) * 3000 + j.to_bytes(4, "big") for j in range(20)])
+        stop.set()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert led.store.map_size > start  # type: ignore[attr-defined]
+        assert led.size == 401

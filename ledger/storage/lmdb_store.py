@@ -5,6 +5,7 @@ disk before ``commit`` returns."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,9 @@ from ledger.storage.base import TABLES, T
 
 __all__ = ["LmdbStore"]
 
-_INITIAL_MAP_SIZE = 64 << 20
+# Address space, not disk: LMDB's file grows with the data, so a generous
+# initial map makes growth (which must wait for every reader) rare.
+_INITIAL_MAP_SIZE = 1 << 30
 _MAX_MAP_SIZE = 1 << 40
 
 
@@ -93,6 +96,45 @@ class _Txn:
         self._txn.delete(key, db=self._dbs[table])
 
 
+class _ResizeGate:
+    """Shared for transactions, exclusive for growing the map: LMDB forbids
+    ``set_mapsize`` while this process has any transaction open."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if self._active == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
 class LmdbStore:
     """An LMDB environment in directory ``path`` (created if missing)."""
 
@@ -112,6 +154,7 @@ class LmdbStore:
         except (lmdb.Error, OSError) as exc:
             raise StorageError(f"cannot open LMDB store at {self.path}: {exc}") from exc
         self._dbs = {name: self._env.open_db(name.encode()) for name in TABLES}
+        self._gate = _ResizeGate()
 
     @property
     def map_size(self) -> int:
@@ -119,12 +162,12 @@ class LmdbStore:
 
     @contextmanager
     def read(self) -> Iterator[_Txn]:
-        with self._env.begin(buffers=True) as txn:
+        with self._gate.shared(), self._env.begin(buffers=True) as txn:
             yield _Txn(txn, self._dbs)
 
     @contextmanager
     def write(self) -> Iterator[_Txn]:
-        with self._env.begin(write=True, buffers=True) as txn:
+        with self._gate.shared(), self._env.begin(write=True, buffers=True) as txn:
             yield _Txn(txn, self._dbs)
 
     def run_write(self, work: Callable[[Any], T]) -> T:
@@ -137,10 +180,11 @@ class LmdbStore:
                 self._grow()
 
     def _grow(self) -> None:
-        size = self.map_size
-        if size >= _MAX_MAP_SIZE:
-            raise StorageError(f"LMDB map at {self.path} cannot grow past {size} bytes")
-        self._env.set_mapsize(min(size * 2, _MAX_MAP_SIZE))
+        with self._gate.exclusive():
+            size = self.map_size
+            if size >= _MAX_MAP_SIZE:
+                raise StorageError(f"LMDB map at {self.path} cannot grow past {size} bytes")
+            self._env.set_mapsize(min(size * 2, _MAX_MAP_SIZE))
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
