@@ -93,29 +93,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ledger.keys import Signer
-    from ledger.log import Ledger
-
-    path = Path(args.dir)
-    key_file = path / "log.key"
-    path.mkdir(parents=True, exist_ok=True)
-    if key_file.exists():
-        signer = Signer.from_key(key_file.read_text().strip())
-    else:
-        signer = Signer.generate("demo.carbonledger.example/log")
-        _write_private(key_file, signer.skey)
-        (path / "log.vkey").write_text(signer.vkey + "\n")
-    with Ledger.open(path / "ledger", signer=signer) as led:
-        if led.size == 0:
-            led.append([json.dumps({"demo": i}).encode() for i in range(1000)])
-        print(led.checkpoint())
-        print(led.tlog_proof(led.size - 1))
-        print(f"ledger at {path / 'ledger'}: {led.size} entries; audit it with:")
-        print(f"  carbonledger audit {path / 'ledger'}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbonledger", description="A verifiable carbon ledger.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("demo", help="create a demo ledger and print a proof")
-    p.add_argument("dir")
-    p.set_defaults(func=cmd_demo)
+    from client.commands import register_all
+
+    register_all(sub)
     return parser
 
 
@@ -145,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except LedgerError as exc:
-        print(f"carbonledger: {exc}", file=sys.stderr)
-        return 2
+        from client.commands import report_error
+
+        return report_error(exc, json_output=getattr(args, "json", False))
 
 
 if __name__ == "__main__":
