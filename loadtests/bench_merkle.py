@@ -816,15 +816,22 @@ def _verified_cell(r: SubjectResult | None) -> str:
 # -- growth and targets -------------------------------------------------------
 
 
-def _mean(sr: SizeResult, key: str, kind: str, phase: str) -> float | None:
+def _latency(sr: SizeResult, key: str, kind: str, phase: str, stat: str) -> float | None:
     r = sr.get(key)
     s = r.proofs(kind).get(phase) if r else None
-    return s.mean if s else None
+    return float(getattr(s, stat)) if s else None
 
 
-def growth(small: SizeResult, large: SizeResult, key: str, kind: str, phase: str) -> float | None:
-    """Mean proof latency at the large size over the small one."""
-    a, b = _mean(small, key, kind, phase), _mean(large, key, kind, phase)
+def _mean(sr: SizeResult, key: str, kind: str, phase: str) -> float | None:
+    return _latency(sr, key, kind, phase, "mean")
+
+
+def growth(
+    small: SizeResult, large: SizeResult, key: str, kind: str, phase: str, stat: str = "mean"
+) -> float | None:
+    """Proof latency (``stat``: mean or p50) at the large size over the small one."""
+    a = _latency(small, key, kind, phase, stat)
+    b = _latency(large, key, kind, phase, stat)
     return b / a if a and b else None
 
 
@@ -838,9 +845,13 @@ def growth_table(small: SizeResult, large: SizeResult) -> str:
     ]
     rows = []
     for kind in ("inclusion", "consistency"):
+        # The median beside the mean: a call preempted by another process
+        # moves the mean a lot and the median hardly at all, so the two
+        # together tell noise on a shared machine from real growth.
         for phase in ("cold", "warm"):
-            cells = [format_ratio(growth(small, large, k, kind, phase)) for k in _COLUMNS]
-            rows.append([f"{kind} {phase}, mean latency", *cells])
+            for stat in ("mean", "p50"):
+                cells = [format_ratio(growth(small, large, k, kind, phase, stat)) for k in _COLUMNS]
+                rows.append([f"{kind} {phase}, {stat} latency", *cells])
         # The hashes a proof must carry grow as log N whatever the storage:
         # the floor under any implementation's growth.
         cells = [format_ratio(hashes_growth(small, large, k, kind)) for k in _COLUMNS]
@@ -1014,6 +1025,14 @@ def print_report(
     checks = target_checks(results)
     for c in checks:
         print(c.line())
+    busy = max(load["before"][0], load["after"][0])
+    cpus = os.cpu_count() or 1
+    if busy > cpus / 2:
+        print(
+            f"WARNING: the machine was busy (1-min load average up to {busy:.1f} on {cpus} CPUs);"
+            " latencies include time preempted by other processes. Rerun on a quiet machine"
+            " before trusting small differences."
+        )
     return checks
 
 
@@ -1028,9 +1047,12 @@ def results_json(
     if len(results) >= 2:
         small, large = results[0], results[-1]
         growths = {
-            f"{kind}_{phase}": {k: growth(small, large, k, kind, phase) for k in _COLUMNS}
+            f"{kind}_{phase}_{stat}": {
+                k: growth(small, large, k, kind, phase, stat) for k in _COLUMNS
+            }
             for kind in ("inclusion", "consistency")
             for phase in ("cold", "warm")
+            for stat in ("mean", "p50")
         }
     return {
         "config": {
