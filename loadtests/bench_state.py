@@ -40,6 +40,7 @@ from ledger.log import Ledger
 from ledger.records.build import org_spec, signed_op
 from ledger.records.ops import PAYLOAD_TYPE
 from ledger.state import Prepared, StateMachine
+from ledger.state._codec import drop_caches
 
 T0 = 1_735_689_600
 DAY = 86400
@@ -223,6 +224,7 @@ def _time_apply(
     """Apply ``items`` as the log does (an Overlay per entry, committed into the
     state); return per-op timings, total seconds and the chained state digest
     with blocks of :data:`BATCH` entries."""
+    drop_caches()  # start cold: an earlier run must not warm this one
     kv = MemoryKV()
     spent: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
@@ -248,6 +250,7 @@ def _time_apply(
 
 
 def _time_lmdb(entries: list[tuple[str, bytes]], verified: list[frozenset[str]]) -> tuple[float, bytes]:
+    drop_caches()
     with tempfile.TemporaryDirectory(prefix="bench_state_") as tmp:
         signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
         ledger = _FixedClockLedger.open(tmp, signer=signer, machine=StateMachine())

@@ -7,4 +7,4 @@
 from ledger.state._tx import Applied, ApplyContext, Event
 from ledger.state.machine import MACHINE_ID, Prepared, StateMachine
 
-__all__ = ["StateMachine", "Prepared", "ApplyContext", "Applied", "Event", "MACHINE_ID"]
+__all__ = ["MACHINE_ID", "Applied", "ApplyContext", "Event", "Prepared", "StateMachine"]

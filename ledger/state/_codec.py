@@ -32,25 +32,83 @@ Key families (``{n}`` = 16 hex digits):
 from __future__ import annotations
 
 import json
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["enc", "dec", "n16", "key"]
+__all__ = ["dec", "dec_shared", "drop_caches", "enc", "key", "n16", "new_cache"]
 
 
 # Built once: json.dumps/json.loads re-check their arguments on every call,
 # which is a measurable share of applying a small operation.
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _DECODER = json.JSONDecoder()
+# The C encoder behind _ENCODER, called directly: same bytes, without the
+# Python wrappers of JSONEncoder.encode (a third of the cost of a small value).
+# Circular-reference markers are off: state values are trees built here.
+_C_ENCODE = (
+    c_make_encoder(None, None, encode_basestring, None, ":", ",", True, False, True)
+    if c_make_encoder is not None
+    else None
+)
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def enc(value: Any) -> bytes:
-    """Canonical bytes of a JSON-able state value."""
-    return _ENCODER.encode(value).encode()
+    """Canonical bytes of a JSON-able state value: sorted keys, no spaces, UTF-8."""
+    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
+        return _ENCODER.encode(value).encode()
+    return "".join(_C_ENCODE(value, 0)).encode()
 
 
 def dec(data: bytes) -> Any:
-    """Decode a state value written by :func:`enc`."""
-    return _DECODER.decode(data.decode())
+    """Decode a state value written by :func:`enc` (a fresh object, the
+    caller's to change)."""
+    text = data.decode()
+    # scan_once is the C scanner behind JSONDecoder.decode, without its two
+    # whitespace regexes (enc never writes whitespace). Corrupt state raises
+    # ValueError, as json.loads would: it is not a reason to reject an entry.
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        raise json.JSONDecodeError("Expecting value", text, 0) from None
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+# Decoded values by their bytes, for values a handler only reads (org records
+# on every entry, batch records, upstream footprints). Keyed by content, so a
+# hit is right whatever happened to the state since, including a discarded
+# Overlay; bounded by dropping everything when full.
+_SHARED: dict[bytes, Any] = {}
+_SHARED_MAX = 1 << 15
+_CACHES: list[dict[bytes, Any]] = [_SHARED]
+
+
+def new_cache() -> dict[bytes, Any]:
+    """A content-keyed cache that :func:`drop_caches` also empties."""
+    cache: dict[bytes, Any] = {}
+    _CACHES.append(cache)
+    return cache
+
+
+def drop_caches() -> None:
+    """Empty every decode cache. Never needed for correctness (they are keyed
+    by content); benchmarks call it so that one run does not warm the next."""
+    for cache in _CACHES:
+        cache.clear()
+
+
+def dec_shared(data: bytes) -> Any:
+    """Like :func:`dec`, but the value may be shared with other callers:
+    read it, never change it (copy first)."""
+    value = _SHARED.get(data)
+    if value is None:
+        value = dec(data)
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[data] = value
+    return value
 
 
 def n16(n: int) -> str:

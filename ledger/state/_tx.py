@@ -14,7 +14,7 @@ from typing import Any
 from ledger.errors import PermissionDenied, StateRuleError
 from ledger.kv import KV
 from ledger.records.ops import Operation
-from ledger.state._codec import dec, enc, key
+from ledger.state._codec import dec, dec_shared, enc, key
 
 __all__ = ["ApplyContext", "Event", "Applied", "Tx"]
 
@@ -53,14 +53,24 @@ class Tx:
     ctx: ApplyContext
     op: Operation
     entry_digest: str
-    org: dict[str, Any] | None = None  # the acting org's record, once authorized
+    org: dict[str, Any] | None = None  # the acting org's record, once authorized; read only
     events: list[Event] = field(default_factory=list)
 
     # --- reading and writing state values -------------------------------------
 
     def get(self, *parts: str) -> Any | None:
+        """The value at ``parts``, freshly decoded: the caller may change it."""
         raw = self.kv.get(key(*parts))
         return None if raw is None else dec(raw)
+
+    def read(self, *parts: str) -> Any | None:
+        """The value at ``parts`` for reading only: it may be shared with
+        other readers (see :func:`dec_shared`), so never change it."""
+        raw = self.kv.get(key(*parts))
+        return None if raw is None else dec_shared(raw)
+
+    def exists(self, *parts: str) -> bool:
+        return self.kv.get(key(*parts)) is not None
 
     def put(self, value: Any, *parts: str) -> None:
         self.kv.put(key(*parts), enc(value))
@@ -78,7 +88,13 @@ class Tx:
             )
 
     def require_org(self, org_id: str, field_name: str) -> dict[str, Any]:
-        org = self.get("o", org_id)
+        """The org's record as a shallow copy: reassign its lists, never
+        change them in place (they are shared)."""
+        org = self.read("o", org_id)
         if org is None:
             raise StateRuleError("org_not_found", f"no organization {org_id}", field_name)
         return dict(org)
+
+    def require_org_exists(self, org_id: str, field_name: str) -> None:
+        if not self.exists("o", org_id):
+            raise StateRuleError("org_not_found", f"no organization {org_id}", field_name)

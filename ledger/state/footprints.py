@@ -34,7 +34,8 @@ def _dec(text: str) -> Fraction:
 
 
 def _footprint(tx: Tx, pf_id: str, field_name: str, rule: str = "footprint_not_found") -> dict[str, Any]:
-    rec = tx.get("f", pf_id)
+    # A shallow copy of a shared value: callers set top-level fields only.
+    rec = tx.read("f", pf_id)
     if rec is None:
         raise StateRuleError(rule, f"no footprint {pf_id}", field_name)
     return dict(rec)
@@ -50,7 +51,7 @@ def _check_acyclic(tx: Tx, lineage: str, components: list[str]) -> None:
         seen.add(pf)
         if len(seen) > MAX_UPSTREAM_WALK:
             raise StateRuleError("component_graph_too_large", "upstream graph too large to check", "body.components")
-        rec = tx.get("f", pf)
+        rec = tx.read("f", pf)
         if rec is None:
             continue
         if rec["lineage"] == lineage:
@@ -99,7 +100,7 @@ def _publish(tx: Tx) -> None:
     pf_id = summary.id
     if summary.status != "Active":
         raise StateRuleError("status_not_active", "a published footprint must be Active", "body.footprint.status")
-    if tx.get("f", pf_id) is not None:
+    if tx.exists("f", pf_id):
         raise StateRuleError("footprint_exists", "footprint ids are unique forever", "body.footprint.id")
     # (1) Predecessors: same owner; the Active ones get deprecated below.
     preds: list[tuple[str, dict[str, Any]]] = []

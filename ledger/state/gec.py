@@ -34,7 +34,7 @@ def _register_project(tx: Tx) -> None:
     body = tx.op.body
     assert isinstance(body, GecProjectBody)
     tx.require_role("gec_issuer")
-    if tx.get("gp", body.projectId) is not None:
+    if tx.exists("gp", body.projectId):
         raise StateRuleError("project_exists", "GEC project already registered", "body.projectId")
     tx.require_org(body.owner, "body.owner")
     tx.put(
@@ -58,12 +58,12 @@ def _issue(tx: Tx) -> None:
     body = tx.op.body
     assert isinstance(body, GecIssueBody)
     tx.require_role("gec_issuer")
-    project = tx.get("gp", body.projectId)
+    project = tx.read("gp", body.projectId)
     if project is None:
         raise StateRuleError("project_not_found", "no such GEC project", "body.projectId")
     if project["issuer"] != tx.op.org:
         raise PermissionDenied("not_project_issuer", "only the project's issuer may issue", "org")
-    if tx.get("ab", KIND, body.batchId) is not None:
+    if tx.exists("ab", KIND, body.batchId):
         raise StateRuleError("batch_exists", "batch id already used", "body.batchId")
     if body.periodEnd > tx.ctx.time:
         raise StateRuleError("period_not_ended", "generation period has not ended", "body.periodEnd")

@@ -26,7 +26,7 @@ from ledger.records.ops import PAYLOAD_TYPE, Operation, parse_operation
 from ledger.state import ccer, footprints, gec, orgs
 from ledger.state._tx import Applied, ApplyContext, Tx
 
-__all__ = ["StateMachine", "Prepared", "MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE"]
+__all__ = ["MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE", "Prepared", "StateMachine"]
 
 #: The id the log records for ledgers created with this state machine.
 MACHINE_ID = "carbonledger/v1"
@@ -125,9 +125,11 @@ class StateMachine:
 
 
 def _authorize(tx: Tx, op: Operation, verified: frozenset[str]) -> dict[str, object]:
-    org = tx.get("o", op.org)
+    # Read-only and shared: the acting org's record is read by every entry it
+    # signs, and handlers only look at tx.org (see Tx.read).
+    org = tx.read("o", op.org)
     if org is None:
         raise PermissionDenied("unknown_org", f"no organization {op.org}", "org")
     if not any(k["key"] in verified for k in org["keys"]):
         raise PermissionDenied("not_signed_by_org", f"no valid signature by a current key of {op.org}", "signatures")
-    return dict(org)
+    return org  # type: ignore[no-any-return]

@@ -80,7 +80,7 @@ def check_movable(tx: Tx, kind: str, start: int, end: int) -> list[Segment]:
             raise StateRuleError("units_frozen", "units frozen by a CCER registration", "body.start")
         batch = str(seg.value["b"])
         if batch not in validity:
-            rec = tx.get("ab", kind, batch)
+            rec = tx.read("ab", kind, batch)
             validity[batch] = None if rec is None else rec.get("validityEnd")
         end_of_validity = validity[batch]
         if end_of_validity is not None and end_of_validity < tx.ctx.time:
@@ -92,7 +92,7 @@ def transfer_units(tx: Tx, kind: str, start: int, end: int, to: str) -> None:
     segs = check_movable(tx, kind, start, end)
     if to == tx.op.org:
         raise StateRuleError("self_transfer", "sender and recipient are the same", "body.to")
-    tx.require_org(to, "body.to")
+    tx.require_org_exists(to, "body.to")
     changed = rewrite(tx.kv, kind, start, end, segs, lambda v: {**v, "o": to})
     _history(tx, kind, changed, "transfer", **{"from": tx.op.org, "to": to})
     tx.emit("units.transferred", range_label(kind, start, end), tx.op.org, to)
@@ -135,7 +135,7 @@ def check_claims(
                 raise StateRuleError(
                     "units_already_claimed", f"units back footprint {seg.value['c']}", where
                 )
-            ret = tx.get("ar", kind, n16(int(seg.value["r"])))
+            ret = tx.read("ar", kind, n16(int(seg.value["r"])))
             if ret is None or ret["by"] != owner:
                 raise StateRuleError(
                     "not_retired_by_owner", "units were retired by another org", where
