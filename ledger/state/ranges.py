@@ -22,7 +22,7 @@ from typing import Any
 
 from ledger.errors import StateRuleError
 from ledger.kv import KV
-from ledger.state._codec import dec, enc, key, n16
+from ledger.state._codec import dec, enc, key, n16, new_cache
 
 __all__ = ["Segment", "covering", "rewrite", "add_segment", "segment_key", "owner_key"]
 
@@ -58,10 +58,27 @@ def owner_key(owner: str, kind: str, end: int) -> bytes:
     return key("ao", owner, kind, n16(end))
 
 
+# Segment values by their stored bytes: (start, value without "s"). Filled by
+# both reads and writes, since the segments an entry writes are the neighbors
+# the next entries read. Keyed by content, so always right; the values are
+# never mutated (see Segment). Bounded by dropping everything when full.
+_SEGMENTS: dict[bytes, tuple[int, dict[str, Any]]] = new_cache()
+_SEGMENTS_MAX = 1 << 16
+
+
 def _decode(end_hex: bytes, raw: bytes) -> Segment:
-    value = dec(raw)
-    start = value.pop("s")
-    return Segment(start, int(end_hex, 16), value)
+    hit = _SEGMENTS.get(raw)
+    if hit is None:
+        value = dec(raw)
+        hit = (value.pop("s"), value)
+        _remember(raw, hit)
+    return Segment(hit[0], int(end_hex, 16), hit[1])
+
+
+def _remember(raw: bytes, hit: tuple[int, dict[str, Any]]) -> None:
+    if len(_SEGMENTS) >= _SEGMENTS_MAX:
+        _SEGMENTS.clear()
+    _SEGMENTS[raw] = hit
 
 
 def covering(kv: KV, kind: str, start: int, end: int, field: str = "body") -> list[Segment]:
@@ -101,6 +118,7 @@ def _neighbor_after(kv: KV, kind: str, end: int) -> Segment | None:
 
 def _put(kv: KV, kind: str, seg: Segment) -> None:
     raw = enc({**seg.value, "s": seg.start})
+    _remember(raw, (seg.start, seg.value))
     kv.put(segment_key(kind, seg.end), raw)
     kv.put(owner_key(seg.owner, kind, seg.end), raw)
 
@@ -132,8 +150,13 @@ def rewrite(
     neighbors, are merged. Returns the new segments inside the range.
     """
     pieces: list[Segment] = []
-    before = _neighbor_before(kv, kind, segs[0].start)
-    after = _neighbor_after(kv, kind, segs[-1].end)
+    # Stored segments are maximal runs (every write goes through this merge),
+    # so a neighbor can merge only with a changed piece that reaches it: when
+    # the range starts inside segs[0] (or ends inside segs[-1]), the
+    # unchanged remainder keeps segs[0]'s value, which already differs from
+    # the neighbor's. Skipping that read changes no write.
+    before = _neighbor_before(kv, kind, start) if start == segs[0].start else None
+    after = _neighbor_after(kv, kind, end) if end == segs[-1].end else None
     old = [s for s in (before, *segs, after) if s is not None]
     if before is not None:
         pieces.append(before)
