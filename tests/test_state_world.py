@@ -15,7 +15,7 @@ from ledger.errors import LedgerError, MalformedError, PermissionDenied, StateRu
 from ledger.keys import Signer
 from ledger.kv import EMPTY_STATE_DIGEST, MemoryKV, Overlay, fold_state_digest
 from ledger.records.build import org_spec, signed_op
-from ledger.state import Applied, StateMachine
+from ledger.state import Applied, Prepared, StateMachine
 from tests.test_records import PACT_V3_EXAMPLE
 
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
@@ -93,11 +93,19 @@ class World:
         return signed_op(op, org, self.time if time is None else time, body, signers or [self.signers[org]], nonce=nonce)
 
     def apply(self, entry: bytes, *, verify_here: bool = False) -> Applied:
+        verified = None if verify_here else verified_keys(parse_envelope(entry))
+        return self._apply(entry, entry, verified)
+
+    def apply_prepared(self, entry: bytes, *, verify: bool = False) -> Applied:
+        """Apply what ``machine.prepare`` makes of ``entry`` (the node's path);
+        the signatures are checked by prepare if ``verify``, else by apply."""
+        return self._apply(self.machine.prepare(entry, verify=verify), entry, None)
+
+    def _apply(self, item: bytes | Prepared, entry: bytes, verified: frozenset[str] | None) -> Applied:
         before = self.kv.items()
         overlay = Overlay(self.kv)
-        verified = None if verify_here else verified_keys(parse_envelope(entry))
         try:
-            applied = self.machine.apply(overlay, entry, self.machine.context(index=self.index, time=self.time), verified)
+            applied = self.machine.apply(overlay, item, self.machine.context(index=self.index, time=self.time), verified)
         except LedgerError:
             assert self.kv.items() == before
             raise
@@ -187,3 +195,39 @@ def test_replay_gives_the_same_state_and_digest() -> None:
         replay.apply(entry)
     assert replay.kv.items() == w.kv.items()
     assert replay.digest == w.digest
+
+
+def test_prepare_is_stateless_and_apply_takes_its_result() -> None:
+    w = World()
+    w.gec_project()
+    s, _ = w.gec_issue("B1", 1000)
+    entry = w.entry("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"})
+    prepared = w.machine.prepare(entry)
+    assert prepared.verified is None
+    assert prepared.entry_digest == hashlib.sha256(entry).hexdigest()
+    assert prepared.op.op == "gec.transfer" and prepared.op.org == "GEN"
+    # prepare(verify=True) finds exactly the keys verified_keys finds.
+    assert w.machine.prepare(entry, verify=True).verified == verified_keys(parse_envelope(entry))
+    # Same writes, hence same digest, as applying the bytes.
+    twin = World()
+    twin.gec_project()
+    twin.gec_issue("B1", 1000)
+    twin.apply(entry)
+    w.apply_prepared(entry)
+    assert w.kv.items() == twin.kv.items() and w.digest == twin.digest
+
+
+def test_prepare_rejects_what_apply_rejects() -> None:
+    w = World()
+    with pytest.raises(MalformedError):
+        w.machine.prepare(b"not an envelope")
+    # A Prepared whose signatures were not checked is checked by apply.
+    entry = bytearray(w.entry("gec.register_project", "GECI", {"projectId": "P8", "name": "x", "technology": "solar", "capacityKw": 1, "location": "x", "owner": "GEN"}))
+    at = entry.index(b'"sig":"') + 10
+    entry[at] = ord("A") if entry[at] != ord("A") else ord("B")
+    with pytest.raises(PermissionDenied) as err:
+        w.apply_prepared(bytes(entry))
+    assert err.value.rule == "no_valid_signature"
+    assert w.machine.prepare(bytes(entry), verify=True).verified == frozenset()
+    with pytest.raises(PermissionDenied):
+        w.apply_prepared(bytes(entry), verify=True)
