@@ -1,0 +1,88 @@
+"""The node's carbon label builder: state and entries in, a label file out.
+
+:func:`build_label` reads the state machine's view of a footprint (its
+attestations, the retirements behind its claims, its deprecation and the
+deprecations that made it stale, its components), fetches those entries and a
+tlog-proof of each at ONE tree size, and formats the label of
+:mod:`client.label`. Facts recorded after that tree size are left out, so a
+label for an older size says what was provable then. :func:`label_builder` is
+the node's ``label_builder`` hook around it.
+"""
+
+from __future__ import annotations
+
+from client.label import LABEL_MEDIA_TYPE, MAX_LABEL_DEPTH, LabelEntry, LabelNode, format_label
+from ledger.errors import NotFound
+from ledger.kv import KV
+from ledger.log import Ledger
+from ledger.state.queries import get_footprint
+from ledger.state.ranges import covering
+from ledger.tlog_proof import parse_tlog_proof
+
+__all__ = ["build_label", "label_builder"]
+
+
+class _Builder:
+    def __init__(self, ledger: Ledger, kv: KV, size: int) -> None:
+        self.ledger = ledger
+        self.kv = kv
+        self.size = size
+        # A footprint may sit twice in a tree (a DAG of suppliers): fetch and
+        # prove each entry once.
+        self.entries: dict[int, LabelEntry] = {}
+
+    def entry(self, index: int) -> LabelEntry:
+        got = self.entries.get(index)
+        if got is None:
+            proof = parse_tlog_proof(self.ledger.tlog_proof(index, self.size))
+            got = self.entries[index] = LabelEntry(self.ledger.entry(index), proof)
+        return got
+
+    def retirements(self, kind: str, ranges: tuple[tuple[int, int], ...]) -> list[int]:
+        found: set[int] = set()
+        for start, end in ranges:
+            for seg in covering(self.kv, kind, start, end):
+                if "r" in seg.value:
+                    found.add(int(seg.value["r"]))
+        return sorted(found)
+
+    def node(self, pf_id: str, depth: int) -> LabelNode:
+        if depth > MAX_LABEL_DEPTH:
+            raise NotFound("label within the depth limit", pf_id)
+        info = get_footprint(self.kv, pf_id)
+        if info.published >= self.size:
+            raise NotFound("footprint", f"{pf_id} at tree size {self.size}")
+        attestations = [a.index for a in info.attestations if a.index < self.size]
+        retirements = self.retirements("gec", info.gec_claims) + self.retirements(
+            "ccer", info.ccer_claims
+        )
+        deprecations = {m.index for m in info.stale_marks}
+        if info.deprecated is not None:
+            deprecations.add(info.deprecated)
+        return LabelNode(
+            footprint=self.entry(info.published),
+            attestations=tuple(self.entry(i) for i in attestations),
+            retirements=tuple(self.entry(i) for i in retirements if i < self.size),
+            deprecations=tuple(self.entry(i) for i in sorted(deprecations) if i < self.size),
+            components=tuple(self.node(c.pf_id, depth + 1) for c in info.components),
+        )
+
+
+def build_label(ledger: Ledger, footprint_id: str, tree_size: int | None = None) -> bytes:
+    """The label file of ``footprint_id``, every proof against ``tree_size``
+    (default: the current size). Raises NotFound for an unknown footprint or
+    one published at or after ``tree_size``.
+    """
+    size = ledger.size if tree_size is None else tree_size
+    if not 0 < size <= ledger.size:
+        raise NotFound("tree size", size)
+    # The state snapshot is taken after the size is read, so it holds every
+    # entry below ``size``; anything newer is filtered out by index.
+    with ledger.state() as kv:
+        node = _Builder(ledger, kv, size).node(footprint_id.lower(), 0)
+    return format_label(node)
+
+
+def label_builder(ledger: Ledger, footprint_id: str, tree_size: int) -> tuple[bytes, str]:
+    """The node's ``label_builder`` hook (see :mod:`node.labels`)."""
+    return build_label(ledger, footprint_id, tree_size), LABEL_MEDIA_TYPE
