@@ -31,7 +31,8 @@ from grpc_reflection.v1alpha import reflection
 from ledger.log import Ledger
 from node.committer import GroupCommitter
 from node.errors import ErrorInterceptor
-from node.labels import LabelBuilder, no_labels
+from node.label_builder import label_builder as build_labels
+from node.labels import LabelBuilder
 from node.metrics import NodeMetrics
 from node.servicers import (
     CommitSignal,
@@ -118,7 +119,7 @@ def create_server(
     ledger: Ledger,
     *,
     tls: TlsConfig | None = None,
-    label_builder: LabelBuilder = no_labels,
+    label_builder: LabelBuilder = build_labels,
     max_pending: int = 10_000,
     max_batch: int = 2_000,
     verify_workers: int = 4,

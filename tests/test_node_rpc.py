@@ -159,11 +159,14 @@ def test_reconcile_reports_mismatches_with_proving_entries(client: LedgerClient,
     assert old.checkpoint == node.ledger.checkpoint(before)
 
 
-def test_label_is_unimplemented_until_a_builder_exists(client: LedgerClient, world: Net) -> None:
-    from client.errors import Unimplemented
+def test_node_serves_labels_by_default(client: LedgerClient, world: Net) -> None:
+    from client.label import parse_label
+    from ledger.errors import NotFound
 
-    with pytest.raises(Unimplemented):
-        client.label(pf_uuid("steel"))
+    client.submit(world.publish("STEEL", "steel", "1.5"))
+    assert parse_label(client.label(pf_uuid("steel"))) is not None
+    with pytest.raises(NotFound):
+        client.label("00000000-0000-4000-8000-000000000000")
 
 
 def test_health_reflection_and_metrics(node: RunningNode, client: LedgerClient, world: Net) -> None:
