@@ -121,6 +121,11 @@ class Overlay:
         lo = start if start is not None and start > prefix else prefix
         mine = sorted(k for k in self._pending if k.startswith(prefix) and k >= lo)
         base = self._base.scan(prefix, start)
+        if not mine:
+            # Nothing buffered under the prefix (the usual case: most scans
+            # come before this entry's writes): the base's pairs as they are.
+            yield from base
+            return
         # Merge the base's sorted pairs with the overlay's sorted keys.
         i = 0
         for key, value in base:
