@@ -51,11 +51,13 @@ class Segment:
 
 
 def segment_key(kind: str, end: int) -> bytes:
-    return key("sg", kind, n16(end))
+    # key("sg", kind, n16(end)), in one formatting step: this is built for
+    # every segment read or written.
+    return f"sg/{kind}/{end:016x}".encode()
 
 
 def owner_key(owner: str, kind: str, end: int) -> bytes:
-    return key("ao", owner, kind, n16(end))
+    return f"ao/{owner}/{kind}/{end:016x}".encode()
 
 
 # Segment values by their stored bytes: (start, value without "s"). Filled by
