@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,7 +34,7 @@ from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteT
 from ledger.storage.tiles import ROW_OFFSET, TILE_BYTES, node_slot, tile_key
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
-__all__ = ["MAX_BATCH", "MAX_ENTRY_BYTES", "Ledger", "Receipt", "StateMachineHook", "open_tile_reader"]
+__all__ = ["MAX_BATCH", "MAX_ENTRY_BYTES", "META_PREFIX", "Ledger", "Receipt", "StateMachineHook", "open_tile_reader"]
 
 #: Largest entry the log accepts. A DSSE envelope with a full PACT document
 #: and its extensions is a few KiB; 1 MiB leaves room and caps abuse.
@@ -45,6 +45,9 @@ MAX_BATCH = 100_000
 _FORMAT_VERSION = b"carbonledger/ledger/v1"
 _NO_MACHINE = "none"
 _ZERO_HASH = bytes(32)
+#: Where ``submit(meta=...)`` items live in the metadata table, apart from the
+#: ledger's own keys (format, origin...).
+META_PREFIX = b"x/"
 
 
 class StateMachineHook(Protocol):
@@ -136,12 +139,22 @@ class Ledger:
     Appends are serialised by an internal lock; reads may run concurrently.
     """
 
-    def __init__(self, store: Store, *, signer: Signer, machine: StateMachineHook | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        signer: Signer,
+        machine: StateMachineHook | None = None,
+        created_time: int | None = None,
+    ) -> None:
         self._store = store
         self._signer = signer
         self._machine = machine
         self._lock = threading.Lock()
         self._clock: Callable[[], float] = time.time
+        # Replicas of one log must share block 0 byte for byte, so a cluster
+        # gives every node the same creation time instead of its clock.
+        self._created_time = created_time
         self._head = self._load_or_create()
 
     # -- construction ---------------------------------------------------
@@ -154,23 +167,28 @@ class Ledger:
         signer: Signer,
         machine: StateMachineHook | None = None,
         map_size: int | None = None,
+        created_time: int | None = None,
     ) -> Ledger:
         """Open the LMDB ledger in directory ``path``, creating it if missing.
 
         The log's origin is the signer's name; opening an existing ledger
         with another signer, or with another state machine, is refused.
+        ``created_time`` is the time of block 0 when the ledger is created
+        (default: now); replicas of one log pass the same value.
         """
         store = LmdbStore(path, **({"map_size": map_size} if map_size else {}))
         try:
-            return cls(store, signer=signer, machine=machine)
+            return cls(store, signer=signer, machine=machine, created_time=created_time)
         except BaseException:
             store.close()
             raise
 
     @classmethod
-    def memory(cls, *, signer: Signer, machine: StateMachineHook | None = None) -> Ledger:
+    def memory(
+        cls, *, signer: Signer, machine: StateMachineHook | None = None, created_time: int | None = None
+    ) -> Ledger:
         """A ledger in memory: same behaviour, no durability."""
-        return cls(MemoryStore(), signer=signer, machine=machine)
+        return cls(MemoryStore(), signer=signer, machine=machine, created_time=created_time)
 
     def close(self) -> None:
         self._store.close()
@@ -228,7 +246,8 @@ class Ledger:
         return _Head(block, block_hash(block), edge, note.decode())
 
     def _create(self) -> _Head:
-        block = Block(0, GENESIS_PREVIOUS, 0, 0, 0, EMPTY_ROOT, int(self._clock()), EMPTY_STATE_DIGEST)
+        created = int(self._clock()) if self._created_time is None else self._created_time
+        block = Block(0, GENESIS_PREVIOUS, 0, 0, 0, EMPTY_ROOT, created, EMPTY_STATE_DIGEST)
         note = sign_checkpoint(Checkpoint(self._signer.name, 0, EMPTY_ROOT), self._signer)
 
         def work(txn: WriteTxn) -> None:
@@ -263,6 +282,9 @@ class Ledger:
         *,
         verified: Sequence[frozenset[str] | None] | None = None,
         all_or_nothing: bool = False,
+        time: int | None = None,
+        meta: Mapping[bytes, bytes] | None = None,
+        check: Callable[[Block], None] | None = None,
     ) -> list[Receipt | LedgerError]:
         """Append what the state machine accepts; report each entry's outcome.
 
@@ -270,6 +292,14 @@ class Ledger:
         already checked (so the state machine need not check them again).
         The accepted entries become durable in one transaction before this
         returns; a rejected entry is not appended and changes nothing.
+
+        For replication: ``time`` is the block time to use instead of the
+        local clock (the ordering service's batch time, so that every replica
+        writes the same block; it never goes below the previous block's);
+        ``meta`` items are written to the metadata table in the same
+        transaction, even if no entry is accepted (a replica's applied
+        position); ``check(block)`` sees the new block before the commit and
+        aborts the whole transaction by raising.
         """
         if len(entries) > MAX_BATCH:
             raise MalformedError("batch", f"{len(entries)} entries, at most {MAX_BATCH}")
@@ -282,10 +312,15 @@ class Ledger:
                 raise MalformedError(f"entry {i}", f"{len(entry)} bytes, at most {MAX_ENTRY_BYTES}")
         with self._lock:
             head = self._head
-            now = max(head.block.time, int(self._clock()))
+            now = max(head.block.time, int(self._clock()) if time is None else time)
 
             def work(txn: WriteTxn) -> tuple[list[Receipt | LedgerError], _Head | None]:
-                return self._write_batch(txn, head, now, entries, verified, all_or_nothing)
+                out = self._write_batch(txn, head, now, entries, verified, all_or_nothing)
+                if check is not None and out[1] is not None:
+                    check(out[1].block)
+                for key, value in (meta or {}).items():
+                    txn.put(Table.META, META_PREFIX + key, value)
+                return out
 
             results, new_head = self._store.run_write(work)
             if new_head is not None:
@@ -363,6 +398,11 @@ class Ledger:
         return results, _Head(block, block_hash(block), edge, note)
 
     # -- reading --------------------------------------------------------
+
+    def meta(self, key: bytes) -> bytes | None:
+        """A metadata item written by ``submit(meta=...)``, if any."""
+        with self._store.read() as txn:
+            return txn.get(Table.META, META_PREFIX + key)
 
     @property
     def size(self) -> int:

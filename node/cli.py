@@ -43,7 +43,7 @@ def _read_key(path: Path) -> Signer | Verifier:
         raise LedgerError(f"{path}: {exc}") from None
 
 
-def _open_ledger(directory: Path):  # type: ignore[no-untyped-def]
+def _open_ledger(directory: Path, created_time: int | None = None):  # type: ignore[no-untyped-def]
     from ledger.log import Ledger
     from ledger.state import StateMachine
 
@@ -51,7 +51,7 @@ def _open_ledger(directory: Path):  # type: ignore[no-untyped-def]
     if not key_file.is_file():
         raise LedgerError(f"{directory} is not a node directory (no node.key); run carbonledger init")
     signer = Signer.from_key(key_file.read_text().strip())
-    return Ledger.open(directory / "ledger", signer=signer, machine=StateMachine())
+    return Ledger.open(directory / "ledger", signer=signer, machine=StateMachine(), created_time=created_time)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -84,8 +84,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     _write_private(directory / "node.key", node_signer.skey)
     (directory / "node.vkey").write_text(node_signer.vkey + "\n")
     (directory / "genesis.dsse").write_bytes(genesis)
-    with _open_ledger(directory) as led:
-        led.append([genesis])
+    if args.witness_name:
+        witness = Signer.generate(args.witness_name, cosigner=True)
+        _write_private(directory / "witness.key", witness.skey)
+        (directory / "witness.vkey").write_text(witness.vkey + "\n")
+    # A cluster replica starts empty, with the block 0 every replica shares;
+    # the genesis reaches it through the ordering service (the first node to
+    # start puts its genesis.dsse; see node/replication).
+    with _open_ledger(directory, 0 if args.cluster else None) as led:
+        if not args.cluster:
+            led.append([genesis])
         checkpoint = led.checkpoint()
     summary = {
         "dir": str(directory),
@@ -103,6 +111,32 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The ClusterConfig of the serve flags, or None for a lone node."""
+    from ledger.policy import parse_policy
+    from node.cluster import ClusterConfig
+
+    if not (args.etcd or args.peer or args.witness_key or args.policy):
+        return None
+    witness_key = _read_key(Path(args.witness_key)) if args.witness_key else None
+    if witness_key is not None and not (isinstance(witness_key, Signer) and witness_key.cosigner):
+        raise LedgerError(f"{args.witness_key}: not a private cosigner (type 0x04) key")
+    if args.etcd and not args.node_id:
+        raise LedgerError("--etcd needs --node-id")
+    return ClusterConfig(
+        node_dir=Path(args.dir),
+        node_id=args.node_id or "",
+        peers=list(args.peer or []),
+        policy=parse_policy(Path(args.policy).read_bytes()) if args.policy else None,
+        witness_key=witness_key,  # type: ignore[arg-type]
+        witness_http=args.witness_http,
+        etcd=[e for e in (args.etcd or "").split(",") if e],
+        etcd_prefix=args.etcd_prefix or "",
+        lease_ttl=args.etcd_lease_ttl,
+        compact_interval=args.compact_interval,
+    )
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from node.server import TlsConfig, create_server
 
@@ -113,13 +147,25 @@ async def _serve(args: argparse.Namespace) -> None:
         tls = TlsConfig(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_client_ca) if args.tls_client_ca else None)
     elif args.tls_client_ca:
         raise LedgerError("--tls-client-ca needs --tls-cert and --tls-key")
+    config = _cluster_config(args)
     led = _open_ledger(Path(args.dir))
     try:
+        cluster = None
+        hooks = {}
+        if config is not None:
+            from node.cluster import ClusterNode
+
+            cluster = ClusterNode(led, config)
+            hooks = {"committer_factory": cluster.committer_factory, "register": cluster.register}
         server, port = create_server(
             args.listen, led, tls=tls, metrics_port=args.metrics_port,
-            max_pending=args.max_pending, max_batch=args.max_batch,
+            max_pending=args.max_pending, max_batch=args.max_batch, **hooks,
         )  # fmt: skip
         await server.start()
+        if cluster is not None:
+            await cluster.start()
+            if cluster.http is not None:
+                print(f"witness add-checkpoint on http://{config.witness_http.rsplit(':', 1)[0]}:{cluster.http.port}", flush=True)
         host = args.listen.rsplit(":", 1)[0]
         _log.info("listening", extra={"event": "listening", "address": f"{host}:{port}", "tls": tls is not None})
         print(f"carbonledger node {led.origin} listening on {host}:{port}", flush=True)
@@ -129,6 +175,8 @@ async def _serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         _log.info("shutting down", extra={"event": "shutdown", "grace": args.grace})
+        if cluster is not None:
+            await cluster.stop()
         await server.stop(args.grace)
     finally:
         led.close()
@@ -152,6 +200,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--authority-id", default="AUTHORITY", help="the authority organization's id")
     p.add_argument("--authority-name", default="Registry Authority")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--cluster", action="store_true",
+                   help="a replica of a cluster's log: start empty; the genesis comes through etcd")
+    p.add_argument("--witness-name", help="also make a cosigner key (witness.key, type 0x04) with this name")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("serve", help="run a node over gRPC")
@@ -165,6 +216,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--max-pending", type=int, default=10_000, help="submissions queued before pushback")
     p.add_argument("--max-batch", type=int, default=2_000, help="most entries per group commit")
     p.add_argument("--log-level", default="info")
+    g = p.add_argument_group("several nodes (see README, Several nodes)")
+    g.add_argument("--etcd", metavar="HOST:PORT[,HOST:PORT...]", help="etcd endpoints: replicate through etcd")
+    g.add_argument("--etcd-prefix", help="etcd key prefix (default /carbonledger/<origin>/)")
+    g.add_argument("--etcd-lease-ttl", type=int, default=30,
+                   help="seconds a silent node keeps etcd from compacting the history it needs")
+    g.add_argument("--compact-interval", type=float, default=5.0, help="seconds between etcd compactions")
+    g.add_argument("--node-id", help="this node's name in the cluster")
+    g.add_argument("--peer", action="append", metavar="HOST:PORT",
+                   help="a peer node's gRPC address (catch-up, cosigning); repeatable")
+    g.add_argument("--policy", metavar="FILE", help="tlog-policy: trusted log keys and witness keys")
+    g.add_argument("--witness-key", metavar="FILE", help="this node's cosigner key (type 0x04): witness peers")
+    g.add_argument("--witness-http", metavar="HOST:PORT",
+                   help="serve c2sp.org/tlog-witness POST /add-checkpoint here")
     p.set_defaults(func=cmd_serve)
 
 

@@ -11,6 +11,7 @@ committer. The ledger stays open: whoever opened it closes it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +90,12 @@ class NodeServer:
         self._health = health_servicer
         self._ledger = ledger
         self._stopped = False
+        self.service_names: tuple[str, ...] = SERVICE_NAMES
 
     async def start(self) -> None:
         await self.committer.start()
         await self.grpc_server.start()
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *self.service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.metrics.tree_size.set(self._ledger.size)
         _log.info("node started", extra={"event": "started", "origin": self._ledger.origin, "size": self._ledger.size})
@@ -125,14 +127,21 @@ def create_server(
     verify_workers: int = 4,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     metrics_port: int | None = None,
+    committer_factory: Callable[..., GroupCommitter] = GroupCommitter,
+    register: Callable[[grpc.aio.Server, GroupCommitter], Sequence[str]] | None = None,
 ) -> tuple[NodeServer, int]:
     """Build a node serving ``ledger`` on ``address`` (``host:0`` picks a port).
 
     Returns the (not yet started) server and the bound port. Call from the
     event loop that will run it; ``await server.start()``.
+
+    Several nodes (issue 6): ``committer_factory`` builds the committer (with
+    the same arguments as :class:`GroupCommitter`), so that replication can put
+    its ordering service in front of the ledger; ``register(server,
+    committer)`` adds more services and returns their full names.
     """
     metrics = NodeMetrics()
-    committer = GroupCommitter(
+    committer = committer_factory(
         ledger, max_pending=max_pending, max_batch=max_batch, verify_workers=verify_workers, metrics=metrics
     )
     signal = CommitSignal()
@@ -150,9 +159,11 @@ def create_server(
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(ledger), server)
     events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(ledger, signal), server)
     reconcile_pb2_grpc.add_ReconcileServicer_to_server(ReconcileServicer(ledger), server)
+    extra: Sequence[str] = register(server, committer) if register is not None else ()
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    names = (*SERVICE_NAMES, *extra)
+    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     if tls is None:
         port = server.add_insecure_port(address)
     else:
@@ -161,4 +172,6 @@ def create_server(
         raise OSError(f"cannot bind {address}")
     if metrics_port is not None:
         metrics.serve(metrics_port)
-    return NodeServer(server, committer, health_servicer, metrics, ledger), port
+    node = NodeServer(server, committer, health_servicer, metrics, ledger)
+    node.service_names = names
+    return node, port

@@ -1,0 +1,150 @@
+"""The ``carbonledger.v1.Peer`` servicer: blocks for catching-up peers, the
+witness's ``AddCheckpoint``, and checkpoints and proofs with cosignatures.
+
+Thin, as every servicer: validate, call the core, convert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc, log_pb2
+
+from ledger.block import decode_block
+from ledger.errors import MalformedError, NotFound
+from ledger.log import META_PREFIX, Ledger, open_tile_reader
+from ledger.merkle import consistency_proof, inclusion_proof
+from ledger.storage import Table, u64
+from ledger.tlog_proof import TlogProof, format_tlog_proof
+from node.errors import Unimplemented
+from node.witness import Witness, WitnessRefused
+from node.witness_collector import CosignCollector
+
+__all__ = ["APPLIED_REVISION_KEY", "PeerServicer", "read_blocks"]
+
+#: ``Ledger.meta`` key of the last etcd revision applied (u64).
+APPLIED_REVISION_KEY = b"replication/revision"
+_MAX_BLOCKS = 256
+_MAX_BYTES = 4 << 20
+
+
+def read_blocks(ledger: Ledger, first_height: int, known_size: int, max_blocks: int) -> cluster_pb2.GetBlocksResponse:
+    """Blocks from ``first_height`` with their entries, read in one snapshot
+    together with the applied revision, so the revision is exact."""
+    if first_height < 1:
+        raise MalformedError("first_height", "must be at least 1")
+    max_blocks = min(max_blocks or _MAX_BLOCKS, _MAX_BLOCKS)
+    out = cluster_pb2.GetBlocksResponse()
+    with ledger.store.read() as txn:
+        last = txn.last(Table.BLOCKS)
+        assert last is not None
+        head = decode_block(last[1])
+        out.head_height = head.height
+        if known_size > head.tree_size:
+            raise NotFound("tree size", known_size)
+        total = 0
+        block = None
+        for height in range(first_height, min(head.height, first_height + max_blocks - 1) + 1):
+            raw = txn.get(Table.BLOCKS, u64(height))
+            assert raw is not None
+            block = decode_block(raw)
+            entries = []
+            for index in range(block.first_index, block.end_index):
+                value = txn.get(Table.ENTRIES, u64(index))
+                assert value is not None
+                entries.append(bytes(value))
+                total += len(value)
+            out.blocks.append(cluster_pb2.BlockWithEntries(block=bytes(raw), entries=entries))
+            if total > _MAX_BYTES:
+                break
+        size = block.tree_size if block is not None else head.tree_size
+        note = txn.get(Table.CHECKPOINTS, u64(size))
+        assert note is not None
+        out.checkpoint = bytes(note).decode()
+        if 0 < known_size < size:
+            out.consistency.extend(consistency_proof(open_tile_reader(txn), known_size, size))
+        if block is None or block.height == head.height:
+            revision = txn.get(Table.META, META_PREFIX + APPLIED_REVISION_KEY)
+            out.applied_revision = int.from_bytes(revision, "big") if revision else 0
+    return out
+
+
+class PeerServicer(cluster_pb2_grpc.PeerServicer):
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        witness: Witness | None = None,
+        collector: CosignCollector | None = None,
+        status: Any = None,
+    ) -> None:
+        self._ledger = ledger
+        self._witness = witness
+        self._collector = collector
+        self._status = status  # a callable filling a ClusterStatus, from the replicator
+
+    async def GetBlocks(
+        self, request: cluster_pb2.GetBlocksRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_pb2.GetBlocksResponse:
+        return await asyncio.to_thread(
+            read_blocks, self._ledger, request.first_height, request.known_size, request.max_blocks
+        )
+
+    async def AddCheckpoint(
+        self, request: cluster_pb2.AddCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_pb2.AddCheckpointResponse:
+        if self._witness is None:
+            raise Unimplemented("this node has no witness key")
+        try:
+            line = await asyncio.to_thread(
+                self._witness.add_checkpoint, request.checkpoint, request.old_size, list(request.consistency)
+            )
+        except WitnessRefused as exc:
+            refusal = cluster_pb2.WitnessRefusal(
+                http_status=exc.http_status, kind=exc.kind, reason=exc.reason, known_size=exc.known_size
+            )
+            return cluster_pb2.AddCheckpointResponse(refusal=refusal)
+        return cluster_pb2.AddCheckpointResponse(cosignature=line)
+
+    def _best(self, min_cosignatures: int) -> tuple[int, str, list[str]]:
+        if self._collector is None:
+            raise Unimplemented("this node collects no cosignatures (no peers)")
+        best = self._collector.best(min_cosignatures)
+        if best is None:
+            raise NotFound("checkpoint with cosignatures", min_cosignatures)
+        return best
+
+    async def GetCosignedCheckpoint(
+        self, request: cluster_pb2.GetCosignedCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_pb2.CosignedCheckpoint:
+        size, note, names = self._best(request.min_cosignatures)
+        return cluster_pb2.CosignedCheckpoint(tree_size=size, note=note, witnesses=names)
+
+    async def GetCosignedTlogProof(
+        self, request: cluster_pb2.GetCosignedTlogProofRequest, context: grpc.aio.ServicerContext
+    ) -> log_pb2.TlogProof:
+        size, note, _ = self._best(request.min_cosignatures)
+        if request.index >= size:
+            raise NotFound("entry in the newest cosigned checkpoint", request.index)
+
+        def build() -> str:
+            with self._ledger.store.read() as txn:
+                proof = inclusion_proof(open_tile_reader(txn), request.index, size)
+            return format_tlog_proof(TlogProof(request.index, tuple(proof), note))
+
+        return log_pb2.TlogProof(proof=await asyncio.to_thread(build))
+
+    async def GetClusterStatus(
+        self, request: cluster_pb2.GetClusterStatusRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_pb2.ClusterStatus:
+        out = cluster_pb2.ClusterStatus(tree_size=self._ledger.size, root_hash=self._ledger.root())
+        if self._collector is not None:
+            best = self._collector.best(1)
+            out.cosigned_size = best[0] if best else 0
+            for r in self._collector.refusals.values():
+                out.refusals.append(cluster_pb2.PeerRefusal(peer=r.peer, tree_size=r.tree_size, kind=r.kind, reason=r.reason))
+        if self._status is not None:
+            self._status(out)
+        return out

@@ -1,0 +1,191 @@
+"""Collects peers' cosignatures on this node's checkpoints.
+
+Each round, the collector offers the node's latest checkpoint to every peer's
+witness (``Peer.AddCheckpoint``), with the consistency proof from the size
+that peer last cosigned. A cosignature that verifies under a trusted witness
+key is merged into the note; the newest notes with their cosignatures are
+kept, so that proofs and labels can carry them
+(:meth:`CosignCollector.best`). A peer's refusal is recorded with its reason
+(``refusals``) and logged: a fork refusal means this node's log differs from
+what its peers built, which an operator must look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc
+
+from ledger.checkpoint import parse_checkpoint, verify_cosignature
+from ledger.errors import LedgerError
+from ledger.keys import Verifier
+from ledger.log import Ledger
+from ledger.note import parse_note
+from node.witness import merge_cosignatures
+
+__all__ = ["CosignCollector", "Refusal"]
+
+_log = logging.getLogger("carbonledger.node")
+_KEEP = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    peer: str
+    tree_size: int
+    kind: str
+    reason: str
+
+
+class CosignCollector:
+    """See the module doc. ``witnesses`` are the trusted cosigner keys; a
+    cosignature by any other key is dropped."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        peers: Sequence[str],
+        witnesses: Sequence[Verifier],
+        *,
+        interval: float = 0.5,
+        timeout: float = 5.0,
+    ) -> None:
+        self._ledger = ledger
+        self._peers = list(peers)
+        self._witnesses = {(w.name, w.keyid): w for w in witnesses}
+        self._interval = interval
+        self._timeout = timeout
+        self._known: dict[str, int] = {p: 0 for p in self._peers}
+        self._done: dict[str, int] = {p: -1 for p in self._peers}
+        self._notes: OrderedDict[int, str] = OrderedDict()
+        self.refusals: dict[str, Refusal] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        if self._peers and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="cosign-collector")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
+
+    def poke(self) -> None:
+        """Something was appended: collect soon."""
+        self._wake.set()
+
+    # -- reading what was collected --------------------------------------
+
+    def best(self, min_cosignatures: int = 1) -> tuple[int, str, list[str]] | None:
+        """The newest checkpoint with at least ``min_cosignatures`` trusted
+        cosignatures: (size, note, witness names)."""
+        for size in reversed(self._notes):
+            note = self._notes[size]
+            names = self._cosigners(note)
+            if len(names) >= min_cosignatures:
+                return size, note, names
+        return None
+
+    def _cosigners(self, note: str) -> list[str]:
+        signed = parse_note(note)
+        return [s.name for s in signed.signatures if (s.name, s.keyid) in self._witnesses]
+
+    # -- collecting -----------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.collect_once()
+            except Exception:  # noqa: BLE001 - keep collecting; the next round retries
+                _log.exception("cosignature round failed")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def collect_once(self) -> None:
+        """Offer the current checkpoint to every peer that has not cosigned it."""
+        note = self._ledger.checkpoint()
+        size = parse_checkpoint(parse_note(note).text).size
+        if size == 0:
+            return
+        todo = [p for p in self._peers if self._done[p] < size]
+        if not todo:
+            return
+        lines = await asyncio.gather(*(self._ask(p, note, size) for p in todo))
+        merged = self._notes.get(size, note)
+        for line in lines:
+            if line:
+                merged = merge_cosignatures(merged, line)
+        self._notes[size] = merged
+        self._notes.move_to_end(size)
+        while len(self._notes) > _KEEP:
+            self._notes.popitem(last=False)
+
+    async def _ask(self, peer: str, note: str, size: int) -> str | None:
+        stub = cluster_pb2_grpc.PeerStub(self._channel(peer))
+        for _ in range(2):  # a conflict tells us the size to prove from; retry once
+            old = self._known[peer]
+            old = old if 0 < old <= size else 0
+            proof = await asyncio.to_thread(self._ledger.consistency_proof, old, size) if 0 < old < size else []
+            request = cluster_pb2.AddCheckpointRequest(old_size=old, consistency=proof, checkpoint=note)
+            try:
+                response = await stub.AddCheckpoint(request, timeout=self._timeout)
+            except grpc.RpcError as exc:
+                _log.debug("peer unreachable for cosigning", extra={"peer": peer, "code": str(exc.code())})  # type: ignore[attr-defined]
+                return None
+            if response.WhichOneof("result") == "cosignature":
+                line = response.cosignature
+                if not self._trusted(note, line):
+                    _log.warning("peer returned an untrusted cosignature", extra={"peer": peer})
+                    return None
+                self._known[peer] = size
+                self._done[peer] = size
+                self.refusals.pop(peer, None)
+                return line
+            refusal = response.refusal
+            if refusal.kind == "conflict":
+                self._known[peer] = refusal.known_size
+                continue
+            if refusal.kind != "not_yet":
+                self.refusals[peer] = Refusal(peer, size, refusal.kind, refusal.reason)
+                _log.error(
+                    "peer refused to cosign",
+                    extra={"event": "cosign_refused", "peer": peer, "size": size, "kind": refusal.kind,
+                           "reason": refusal.reason},
+                )  # fmt: skip
+            return None
+        return None
+
+    def _trusted(self, note: str, line: str) -> bool:
+        try:
+            sig = parse_note(parse_note(note).text + "\n" + line).signatures[0]
+            witness = self._witnesses.get((sig.name, sig.keyid))
+            if witness is None:
+                return False
+            verify_cosignature(merge_cosignatures(note, line), witness)
+            return True
+        except LedgerError:
+            return False
+
+    def _channel(self, peer: str) -> grpc.aio.Channel:
+        ch = self._channels.get(peer)
+        if ch is None:
+            ch = grpc.aio.insecure_channel(peer)
+            self._channels[peer] = ch
+        return ch

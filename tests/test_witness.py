@@ -1,0 +1,237 @@
+"""The witness: tlog-witness checks and outcomes, persisted state and
+evidence, the HTTP add-checkpoint endpoint, and peers' cosignatures collected
+into checkpoints and tlog-proofs that a k-of-n tlog-policy verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc
+
+from ledger.checkpoint import verify_cosignature
+from ledger.errors import QuorumNotMet
+from ledger.keys import Signer, Verifier
+from ledger.log import Ledger
+from ledger.note import parse_note
+from ledger.policy import parse_policy, verify_checkpoint_policy
+from ledger.tlog_proof import verify_tlog_proof
+from node.replication.peer import PeerServicer
+from node.witness import Witness, WitnessRefused, format_add_checkpoint, merge_cosignatures, parse_add_checkpoint
+from node.witness_collector import CosignCollector
+from node.witness_http import WitnessHttpServer
+from tests.test_node_support import RunningNode
+
+ORIGIN = "cluster.example/log"
+OUTSIDE = "outside.example/log"
+
+
+def seed_key(name: str, n: int = 0, *, cosigner: bool = False) -> Signer:
+    return Signer.from_seed(name, hashlib.sha256(f"{name}/{n}".encode()).digest(), cosigner=cosigner)
+
+
+def replica(n: int, entries: list[bytes]) -> Ledger:
+    """Replica ``n`` of the cluster log: same origin, its own key."""
+    led = Ledger.memory(signer=seed_key(ORIGIN, n), created_time=0)
+    for e in entries:
+        led.append([e])
+    return led
+
+
+ENTRIES = [f"entry {i}".encode() for i in range(20)]
+
+
+# -- the outside-log witness (c2sp.org/tlog-witness semantics) --------------
+
+
+def log_key(log: Ledger) -> Verifier:
+    return Verifier.from_vkey(log.vkey)
+
+
+def outside_log() -> Ledger:
+    return Ledger.memory(signer=seed_key(OUTSIDE))
+
+
+def test_outside_log_first_then_consistent_then_conflict(tmp_path: Path) -> None:
+    log = outside_log()
+    log.append(ENTRIES[:5])
+    w = Witness(seed_key("w1", cosigner=True), tmp_path, [log_key(log)])
+    line = w.add_checkpoint(log.checkpoint(), 0, [])
+    verify_cosignature(merge_cosignatures(log.checkpoint(), line), w.verifier)
+    assert w.latest(OUTSIDE) == (5, log.root())
+    log.append(ENTRIES[5:12])
+    # The caller claims the witness knows nothing: 409 with the known size.
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(log.checkpoint(), 0, [])
+    assert (refused.value.kind, refused.value.http_status, refused.value.known_size) == ("conflict", 409, 5)
+    w.add_checkpoint(log.checkpoint(), 5, log.consistency_proof(5, 12))
+    assert w.latest(OUTSIDE) == (12, log.root())
+    # Same size again: idempotent.
+    w.add_checkpoint(log.checkpoint(), 12, [])
+    # The state survives a restart.
+    again = Witness(seed_key("w1", cosigner=True), tmp_path, [log_key(log)])
+    assert again.latest(OUTSIDE) == (12, log.root())
+
+
+def test_outside_log_refusals(tmp_path: Path) -> None:
+    log = outside_log()
+    log.append(ENTRIES[:6])
+    w = Witness(seed_key("w1", cosigner=True), tmp_path, [log_key(log)])
+    w.add_checkpoint(log.checkpoint(), 0, [])
+    log.append(ENTRIES[6:9])
+    proof = log.consistency_proof(6, 9)
+    # 422: a proof that does not verify; the evidence is kept.
+    bad = [proof[0][:-1] + bytes([proof[0][-1] ^ 1]), *proof[1:]]
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(log.checkpoint(), 6, bad)
+    assert (refused.value.kind, refused.value.http_status) == ("bad_proof", 422)
+    assert refused.value.evidence and json.loads(Path(refused.value.evidence).read_text())["size"] == 9
+    # 404: unknown origin.
+    other = Ledger.memory(signer=seed_key("unknown.example/log"))
+    other.append([b"x"])
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(other.checkpoint(), 0, [])
+    assert refused.value.http_status == 404
+    # 403: the right origin signed by a key the witness does not trust.
+    impostor = Ledger.memory(signer=seed_key(OUTSIDE, 7))
+    impostor.append(ENTRIES[:9])
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(impostor.checkpoint(), 6, proof)
+    assert refused.value.http_status == 403
+    # 400: old size above the checkpoint's.
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(log.checkpoint(), 10, [])
+    assert refused.value.http_status == 400
+    # A same-size checkpoint with another root (a fork) is refused, with evidence.
+    forked = Ledger.memory(signer=seed_key(OUTSIDE))
+    forked.append([*ENTRIES[:5], b"rewritten"])
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(forked.checkpoint(), 6, [])
+    assert refused.value.kind == "fork" and "this witness cosigned root" in refused.value.reason
+    assert len(w.evidence_files()) == 2
+    # Nothing refused changed what the witness vouches for.
+    assert w.latest(OUTSIDE) == (6, log.root(6))
+
+
+def test_add_checkpoint_body_round_trip() -> None:
+    log = outside_log()
+    log.append(ENTRIES[:7])
+    body = format_add_checkpoint(3, log.consistency_proof(3, 7), log.checkpoint())
+    assert parse_add_checkpoint(body) == (3, log.consistency_proof(3, 7), log.checkpoint())
+    from ledger.errors import MalformedError
+
+    for broken in (b"old 03\n\n" + log.checkpoint().encode(), b"new 3\n\nx", b"old 3\n" + b"x" * 70_000):
+        with pytest.raises(MalformedError):
+            parse_add_checkpoint(broken)
+
+
+# -- the cluster witness: it holds the tree ----------------------------------
+
+
+def test_cluster_witness_cosigns_matching_roots_and_refuses_a_fork(tmp_path: Path) -> None:
+    a, b = replica(1, ENTRIES), replica(2, ENTRIES[:15])
+    trusted = [log_key(a), seed_key(ORIGIN, 3).verifier()]
+    w = Witness(seed_key("w2", cosigner=True), tmp_path, trusted, local=b)
+    # A size this witness has applied: cosigned, whatever the old size.
+    line = w.add_checkpoint(a.checkpoint(10), 0, [])
+    assert parse_note(merge_cosignatures(a.checkpoint(10), line)).signatures[-1].name == "w2"
+    # A size it has not reached yet: retry later.
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(a.checkpoint(), 10, a.consistency_proof(10, 20))
+    assert (refused.value.kind, refused.value.http_status) == ("not_yet", 503)
+    # A replica whose entry 3 was rewritten: its root differs; the refusal names
+    # the size and both roots, and the evidence holds both checkpoints.
+    tampered = replica(3, [*ENTRIES[:3], b"entry 3 altered", *ENTRIES[4:12]])
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(tampered.checkpoint(), 10, tampered.consistency_proof(10, 12))
+    exc = refused.value
+    assert exc.kind == "fork" and "inconsistent checkpoint" in exc.reason
+    assert tampered.root().hex() in exc.reason and b.root(12).hex() in exc.reason
+    evidence = json.loads(Path(exc.evidence or "").read_text())
+    assert evidence["submitted_checkpoint"] == tampered.checkpoint()
+    assert evidence["witness_view"] == b.checkpoint(12)
+
+
+# -- HTTP add-checkpoint ----------------------------------------------------
+
+
+def test_http_add_checkpoint(tmp_path: Path) -> None:
+    log = outside_log()
+    log.append(ENTRIES[:4])
+    w = Witness(seed_key("w1", cosigner=True), tmp_path, [log_key(log)])
+    loop = asyncio.new_event_loop()
+    server = WitnessHttpServer(w, "127.0.0.1", 0)
+    loop.run_until_complete(server.start())
+    url = f"http://127.0.0.1:{server.port}/add-checkpoint"
+
+    def post(body: bytes) -> tuple[int, str, str]:
+        req = urllib.request.Request(url, data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(), err.headers.get("Content-Type", "")
+
+    async def call(body: bytes) -> tuple[int, str, str]:
+        return await asyncio.to_thread(post, body)
+
+    try:
+        status, text, _ = loop.run_until_complete(call(format_add_checkpoint(0, [], log.checkpoint())))
+        assert status == 200 and text.startswith("\u2014 w1 ")
+        verify_cosignature(merge_cosignatures(log.checkpoint(), text), w.verifier)
+        log.append(ENTRIES[4:8])
+        status, text, ctype = loop.run_until_complete(call(format_add_checkpoint(0, [], log.checkpoint())))
+        assert (status, text, ctype.split(";")[0]) == (409, "4\n", "text/x.tlog.size")
+        proof = log.consistency_proof(4, 8)
+        status, _, _ = loop.run_until_complete(call(format_add_checkpoint(4, [bytes(32)] + proof[1:], log.checkpoint())))
+        assert status == 422
+        status, _, _ = loop.run_until_complete(call(b"old x\n\n"))
+        assert status == 400
+        status, text, _ = loop.run_until_complete(call(format_add_checkpoint(4, proof, log.checkpoint())))
+        assert status == 200
+    finally:
+        loop.run_until_complete(server.stop())
+        loop.close()
+
+
+# -- cosignatures collected from peers, verified by a k-of-n policy ---------
+
+
+def test_peers_cosign_and_a_two_of_three_policy_verifies(tmp_path: Path) -> None:
+    ledgers = [replica(n, ENTRIES) for n in (1, 2, 3)]
+    wkeys = [seed_key(f"witness-{n}", cosigner=True) for n in (1, 2, 3)]
+    logs = [log_key(led) for led in ledgers]
+    nodes: list[RunningNode] = []
+    for n, led in enumerate(ledgers):
+        witness = Witness(wkeys[n], tmp_path / f"w{n}", logs, local=led)
+
+        def register(server: grpc.aio.Server, committer: object, witness: Witness = witness, led: Ledger = led) -> list[str]:
+            cluster_pb2_grpc.add_PeerServicer_to_server(PeerServicer(led, witness=witness), server)
+            return ["carbonledger.v1.Peer"]
+
+        nodes.append(RunningNode(led, register=register))
+    try:
+        collector = CosignCollector(ledgers[0], [n.target for n in nodes[1:]], [k.verifier() for k in wkeys])
+        nodes[0].run(collector.collect_once())
+        size, note, names = collector.best(2) or (0, "", [])
+        assert size == 20 and sorted(names) == ["witness-2", "witness-3"]
+        policy_text = "".join(f"log {led.vkey}\n" for led in ledgers)
+        policy_text += "".join(f"witness w{n} {k.vkey}\n" for n, k in enumerate(wkeys, 1))
+        verify_checkpoint_policy(note, parse_policy(policy_text + "group g 2 w1 w2 w3\nquorum g\n"))
+        with pytest.raises(QuorumNotMet):
+            verify_checkpoint_policy(note, parse_policy(policy_text + "group g 3 w1 w2 w3\nquorum g\n"))
+        # The node serves a tlog-proof whose checkpoint carries the cosignatures.
+        servicer = PeerServicer(ledgers[0], collector=collector)
+        req = cluster_pb2.GetCosignedTlogProofRequest(index=7, min_cosignatures=2)
+        proof = nodes[0].run(servicer.GetCosignedTlogProof(req, None))  # type: ignore[arg-type]
+        verify_tlog_proof(proof.proof, ENTRIES[7], parse_policy(policy_text + "group g 2 w1 w2 w3\nquorum g\n"))
+        nodes[0].run(collector.stop())
+    finally:
+        for node in nodes:
+            node.stop()
