@@ -17,8 +17,7 @@ list, and so the state digest, depends only on the operation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.errors import StateRuleError
 from ledger.kv import KV
@@ -33,9 +32,13 @@ FROZEN = "frozen"
 RETIRED = "retired"
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """Units ``[start, end)`` sharing one value (batch, owner, status, ...)."""
+class Segment(NamedTuple):
+    """Units ``[start, end)`` sharing one value (batch, owner, status, ...).
+
+    A NamedTuple rather than a frozen dataclass: a range rewrite builds and
+    compares several per entry, and two segments are equal exactly when
+    their start, end and value are.
+    """
 
     start: int
     end: int
@@ -180,15 +183,13 @@ def rewrite(
         else:
             merged.append(piece)
     # Both lists hold at most a handful of segments: compare them directly
-    # (dict equality) rather than encoding each to bytes.
-    old_ids = [(s.start, s.end, s.value) for s in old]
-    new_ids = [(s.start, s.end, s.value) for s in merged]
+    # (tuple and dict equality) rather than encoding each to bytes.
     # Deletes first, then puts, each in serial order: a rewritten segment can
     # keep its end key, and the write list must follow the operation only.
-    for seg, ident in zip(old, old_ids):
-        if ident not in new_ids:
+    for seg in old:
+        if seg not in merged:
             _delete(kv, kind, seg)
-    for seg, ident in zip(merged, new_ids):
-        if ident not in old_ids:
+    for seg in merged:
+        if seg not in old:
             _put(kv, kind, seg)
     return changed
