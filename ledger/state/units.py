@@ -153,9 +153,15 @@ def check_claims(
 def apply_claims(tx: Tx, kind: str, checked: list[tuple[int, int, list[Segment]]], pf_id: str) -> None:
     """Bind retired units to footprint ``pf_id``: each unit backs one claim, ever."""
     change: Callable[[dict[str, Any]], dict[str, Any]] = lambda v: {**v, "c": pf_id}  # noqa: E731
-    for start, end, _ in checked:
-        # Re-read: an earlier range of this claim may have merged a neighbor.
-        segs = covering(tx.kv, kind, start, end)
+    prev_end = -1
+    for start, end, segs in checked:
+        # The ranges come sorted and disjoint. Rewriting the previous range
+        # changed at most the segments up to and including the one starting
+        # at its end (a merged neighbor); re-read only if this range's
+        # segments begin there.
+        if segs[0].start <= prev_end:
+            segs = covering(tx.kv, kind, start, end)
         changed = rewrite(tx.kv, kind, start, end, segs, change)
+        prev_end = end
         _history(tx, kind, changed, "claim", pf=pf_id)
         tx.emit("units.claimed", range_label(kind, start, end), pf_id)
