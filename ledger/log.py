@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from ledger.block import GENESIS_PREVIOUS, Block, block_hash, decode_block, encode_block
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -31,7 +31,7 @@ from ledger.merkle import (
 )
 from ledger.merkle.fetch import ReadNode
 from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteTxn, from_u64, u64
-from ledger.storage.tiles import ROW_OFFSET, TILE_BYTES, node_slot, tile_key
+from ledger.storage.tiles import ROW_OFFSET, TileWriter, tile_key
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
 __all__ = ["MAX_BATCH", "MAX_ENTRY_BYTES", "META_PREFIX", "Ledger", "Receipt", "StateMachineHook", "open_tile_reader"]
@@ -100,28 +100,6 @@ def open_tile_reader(txn: ReadTxn) -> ReadNode:
         return node
 
     return read_node
-
-
-class _TileWriter:
-    """Collects the nodes completed by a batch and writes each touched tile once."""
-
-    def __init__(self, txn: WriteTxn) -> None:
-        self._txn = txn
-        self._dirty: dict[tuple[int, int], bytearray] = {}
-
-    def set_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        for level, index, h in nodes:
-            tile_level, tile_index, offset = node_slot(level, index)
-            buf = self._dirty.get((tile_level, tile_index))
-            if buf is None:
-                old = self._txn.get(Table.TILES, tile_key(tile_level, tile_index))
-                buf = bytearray(old) if old is not None else bytearray(TILE_BYTES)
-                self._dirty[(tile_level, tile_index)] = buf
-            buf[offset : offset + 32] = h
-
-    def flush(self) -> None:
-        for (tile_level, tile_index), buf in sorted(self._dirty.items()):
-            self._txn.put(Table.TILES, tile_key(tile_level, tile_index), bytes(buf))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +171,7 @@ class Ledger:
     def close(self) -> None:
         self._store.close()
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -210,6 +188,11 @@ class Ledger:
     @property
     def store(self) -> Store:
         return self._store
+
+    @property
+    def machine(self) -> StateMachineHook | None:
+        """The state machine entries are applied with, if any."""
+        return self._machine
 
     @property
     def machine_id(self) -> str:
@@ -281,6 +264,7 @@ class Ledger:
         entries: Sequence[bytes],
         *,
         verified: Sequence[frozenset[str] | None] | None = None,
+        prepared: Sequence[Any] | None = None,
         all_or_nothing: bool = False,
         time: int | None = None,
         meta: Mapping[bytes, bytes] | None = None,
@@ -290,6 +274,9 @@ class Ledger:
 
         ``verified[i]`` lists the keys whose signatures on entry ``i`` were
         already checked (so the state machine need not check them again).
+        ``prepared[i]``, if given, is what the state machine's stateless
+        ``prepare`` made of entry ``i`` (in the node's parallel stage); it is
+        handed to ``apply`` instead of the bytes, which are not parsed again.
         The accepted entries become durable in one transaction before this
         returns; a rejected entry is not appended and changes nothing.
 
@@ -303,6 +290,8 @@ class Ledger:
         """
         if len(entries) > MAX_BATCH:
             raise MalformedError("batch", f"{len(entries)} entries, at most {MAX_BATCH}")
+        if prepared is not None and len(prepared) != len(entries):
+            raise MalformedError("prepared", "must have one item per entry")
         if verified is not None and len(verified) != len(entries):
             raise MalformedError("verified", "must have one item per entry")
         for i, entry in enumerate(entries):
@@ -315,7 +304,7 @@ class Ledger:
             now = max(head.block.time, int(self._clock()) if time is None else time)
 
             def work(txn: WriteTxn) -> tuple[list[Receipt | LedgerError], _Head | None]:
-                out = self._write_batch(txn, head, now, entries, verified, all_or_nothing)
+                out = self._write_batch(txn, head, now, entries, verified, all_or_nothing, prepared)
                 if check is not None and out[1] is not None:
                     check(out[1].block)
                 for key, value in (meta or {}).items():
@@ -335,51 +324,52 @@ class Ledger:
         entries: Sequence[bytes],
         verified: Sequence[frozenset[str] | None] | None,
         all_or_nothing: bool,
+        prepared: Sequence[Any] | None = None,
     ) -> tuple[list[Receipt | LedgerError], _Head | None]:
-        edge = head.edge.copy()
-        first = edge.size
-        tiles = _TileWriter(txn)
+        first = head.edge.size
         state = txn.kv(Table.STATE)
         state_writes: list[tuple[bytes, bytes | None]] = []
-        in_batch: dict[bytes, int] = {}
         results: list[Receipt | LedgerError] = []
-        nodes: list[tuple[int, int, bytes]] = []
+        accepted: list[bytes] = []
+        leaves: list[bytes] = []
+        machine = self._machine
         for i, entry in enumerate(entries):
             lh = leaf_hash(entry)
-            earlier = in_batch.get(lh)
-            if earlier is None:
-                stored = txn.get(Table.LEAVES, lh)
-                earlier = from_u64(stored) if stored is not None else None
+            index = first + len(accepted)
+            # One lookup both finds a duplicate (here or earlier in this
+            # batch) and reserves the leaf for this entry.
+            earlier = txn.put_new(Table.LEAVES, lh, u64(index))
             if earlier is not None:
-                results.append(Receipt(earlier, duplicate=True))
+                results.append(Receipt(from_u64(earlier), duplicate=True))
                 continue
-            index = edge.size
             applied = None
-            if self._machine is not None:
+            if machine is not None:
                 overlay = Overlay(state)
                 try:
-                    applied = self._machine.apply(
+                    applied = machine.apply(
                         overlay,
-                        entry,
-                        self._machine.context(index=index, time=now),
+                        entry if prepared is None else prepared[i],
+                        machine.context(index=index, time=now),
                         verified[i] if verified is not None else None,
                     )
                 except LedgerError as exc:
                     if all_or_nothing:
                         raise
+                    txn.delete(Table.LEAVES, lh)
                     results.append(exc)
                     continue
                 overlay.commit_into(state)
                 state_writes.extend(overlay.writes)
-            txn.put(Table.ENTRIES, u64(index), entry, append=True)
-            txn.put(Table.LEAVES, lh, u64(index))
-            in_batch[lh] = index
-            nodes.clear()
-            edge.append(lh, nodes)
-            tiles.set_nodes(nodes)
+            accepted.append(entry)
+            leaves.append(lh)
             results.append(Receipt(index, applied=applied))
-        if edge.size == first:
+        if not accepted:
             return results, None
+        txn.put_many(Table.ENTRIES, [(u64(first + j), e) for j, e in enumerate(accepted)], append=True)
+        edge = head.edge.copy()
+        tiles = TileWriter(lambda key: txn.get(Table.TILES, key), lambda key, value: txn.put(Table.TILES, key, value))
+        for level, first_node, run in edge.extend(leaves):
+            tiles.set_run(level, first_node, run)
         tiles.flush()
         root = edge.root()
         block = Block(

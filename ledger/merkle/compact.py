@@ -8,11 +8,14 @@ O(1), and yields every newly completed node for the store to keep.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
 
 from ledger.errors import StorageError
 from ledger.merkle.fetch import ReadNode
-from ledger.merkle.hashing import EMPTY_ROOT, node_hash
+from ledger.merkle.hashing import EMPTY_ROOT, NODE_PREFIX, node_hash
+
+_sha256 = hashlib.sha256
 
 __all__ = ["CompactRange"]
 
@@ -58,6 +61,60 @@ class CompactRange:
             out.append((level, index, h))
         hashes.append(h)
         self.size += 1
+
+    def extend(self, leaves: Sequence[bytes]) -> list[tuple[int, int, list[bytes]]]:
+        """Add many leaf hashes at once; return the completed nodes as runs
+        ``(level, first_index, hashes)``, one run per level, bottom up.
+
+        Equivalent to :meth:`append` per leaf, but each level is hashed in one
+        pass over a list, which is several times faster for large batches.
+        """
+        n0 = self.size
+        n1 = n0 + len(leaves)
+        if n1 == n0:
+            return []
+        # The old right edge, by level: bit k of n0 set means a left sibling
+        # at level k, index (n0 >> k) - 1, that new nodes may complete.
+        old = {}
+        hashes = iter(self._hashes)
+        for level in range(n0.bit_length() - 1, -1, -1):
+            if n0 >> level & 1:
+                old[level] = next(hashes)
+        runs: list[tuple[int, int, list[bytes]]] = [(0, n0, list(leaves))]
+        level = 0
+        while True:
+            _, start, below = runs[-1]
+            level += 1
+            lo, hi = n0 >> level, n1 >> level
+            if hi <= lo:
+                break
+            # Children of the new nodes at this level start at index 2 * lo
+            # one level down; if that is the old left sibling, put it first.
+            children = [old[level - 1], *below] if start & 1 else below
+            count = hi - lo
+            h = _sha256
+            runs.append(
+                (
+                    level,
+                    lo,
+                    [
+                        h(NODE_PREFIX + left + right).digest()
+                        for left, right in zip(children[0 : 2 * count : 2], children[1 : 2 * count : 2])
+                    ],
+                )
+            )
+        # The new right edge: for each set bit of n1, the node just left of
+        # the boundary, which is either new in this batch or an old sibling.
+        edge: list[bytes] = []
+        by_level = {lv: (first, run) for lv, first, run in runs}
+        for lv in range(n1.bit_length() - 1, -1, -1):
+            if n1 >> lv & 1:
+                index = (n1 >> lv) - 1
+                first, run = by_level.get(lv, (index + 1, []))
+                edge.append(run[index - first] if index >= first else old[lv])
+        self._hashes = edge
+        self.size = n1
+        return runs
 
     def root(self) -> bytes:
         """MTH of the whole range (RFC 9162: fold the subtree roots from the right)."""

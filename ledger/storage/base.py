@@ -76,6 +76,16 @@ class WriteTxn(ReadTxn, Protocol):
         """``append=True`` promises ``key`` is greater than every key in the table."""
         ...
 
+    def put_many(self, table: str, items: list[tuple[bytes, bytes]], *, append: bool = False) -> None:
+        """Put many pairs in one call; ``append=True`` as for :meth:`put`,
+        for keys given in ascending order."""
+        ...
+
+    def put_new(self, table: str, key: bytes, value: bytes) -> bytes | None:
+        """Insert ``key`` only if absent: ``None`` if inserted, else the
+        value already stored (which is left unchanged). One lookup, not two."""
+        ...
+
     def delete(self, table: str, key: bytes) -> None: ...
 
 

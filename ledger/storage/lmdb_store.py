@@ -92,6 +92,20 @@ class _Txn:
     def put(self, table: str, key: bytes, value: bytes, *, append: bool = False) -> None:
         self._txn.put(key, value, db=self._dbs[table], append=append)
 
+    def put_many(self, table: str, items: list[tuple[bytes, bytes]], *, append: bool = False) -> None:
+        cursor = self._txn.cursor(db=self._dbs[table])
+        consumed, _ = cursor.putmulti(items, append=append)
+        if consumed != len(items):
+            raise StorageError(f"wrote {consumed} of {len(items)} items to {table}")
+
+    def put_new(self, table: str, key: bytes, value: bytes) -> bytes | None:
+        db = self._dbs[table]
+        if self._txn.put(key, value, db=db, overwrite=False):
+            return None
+        existing = self._txn.get(key, db=db)
+        assert existing is not None  # put refused because the key exists
+        return bytes(existing)
+
     def delete(self, table: str, key: bytes) -> None:
         self._txn.delete(key, db=self._dbs[table])
 

@@ -48,6 +48,16 @@ class _Txn:
             raise PermissionError("write in a read transaction")
         self.overlays[table].put(bytes(key), bytes(value))
 
+    def put_many(self, table: str, items: list[tuple[bytes, bytes]], *, append: bool = False) -> None:
+        for key, value in items:
+            self.put(table, key, value)
+
+    def put_new(self, table: str, key: bytes, value: bytes) -> bytes | None:
+        existing = self.get(table, key)
+        if existing is None:
+            self.put(table, key, value)
+        return existing
+
     def delete(self, table: str, key: bytes) -> None:
         if not self._writable:
             raise PermissionError("write in a read transaction")
