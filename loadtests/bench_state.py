@@ -298,29 +298,40 @@ def main(argv: list[str] | None = None) -> int:
     # The node verifies signatures in its parallel stage; hand their keyids over.
     verified = [frozenset(s.keyid for s in parse_envelope(e).signatures) for _, e in entries]
     machine = StateMachine()
-    verify = ed25519_verify_rate()
-    print(f"Ed25519 verification, single core: {verify:,.0f} /s  (the baseline of every ratio)")
-
+    # Other work on the machine moves both rates; sample verification between
+    # phases and divide by the best sample, which only makes ratios smaller.
+    samples = [ed25519_verify_rate()]
     prep_rates, prepared = _time_prepare(machine, entries)
-    _table("1. prepare (stateless: envelope + payload parsing; parallel stage, per core)", prep_rates, verify,
-           "not part of the serial stage; scales with cores like verification")
+    samples.append(ed25519_verify_rate())
     state_rates, state_total, digest = _time_apply(machine, entries, prepared, verified)
-    _table("2. state application on prepared ops (serial stage; THE TARGET FIGURE)", state_rates, verify,
-           "apply(Overlay(MemoryKV), Prepared, verified=...) + commit_into, as the log does")
+    samples.append(ed25519_verify_rate())
     e2e_rates, e2e_total, e2e_digest = _time_apply(machine, entries, [e for _, e in entries], verified)
-    _table("3. end-to-end in memory: apply on entry bytes (prepare + state, one core)", e2e_rates, verify,
-           "what one core does if prepare is not moved to the parallel stage")
     if e2e_digest != digest:
         raise SystemExit("state digest differs between prepared and bytes runs")
+    lmdb: tuple[float, bytes] | None = None
+    if not args.no_lmdb:
+        samples.append(ed25519_verify_rate())
+        lmdb = _time_lmdb(entries, verified)
+    samples.append(ed25519_verify_rate())
+    verify = max(samples)
+    print(f"Ed25519 verification, single core: {verify:,.0f} /s, the best of {len(samples)} samples "
+          f"taken between phases ({', '.join(f'{x:,.0f}' for x in samples)}); the baseline of every ratio")
+
+    _table("1. prepare (stateless: envelope + payload parsing; parallel stage, per core)", prep_rates, verify,
+           "not part of the serial stage; scales with cores like verification")
+    _table("2. state application on prepared ops (serial stage; THE TARGET FIGURE)", state_rates, verify,
+           "apply(Overlay(MemoryKV), Prepared, verified=...) + commit_into, as the log does")
+    _table("3. end-to-end in memory: apply on entry bytes (prepare + state, one core)", e2e_rates, verify,
+           "what one core does if prepare is not moved to the parallel stage")
 
     n = len(entries)
+    prep_rate = n / sum(t for _, t in prep_rates.values())
     print("\nsummary (ops/s, ratio to single-core Ed25519 verification)")
-    print(f"  {'prepare, per core':44} {n / sum(t for _, t in prep_rates.values()):10,.0f}"
-          f" {n / sum(t for _, t in prep_rates.values()) / verify:7.2f}x")
+    print(f"  {'prepare, per core':44} {prep_rate:10,.0f} {prep_rate / verify:7.2f}x")
     print(f"  {'state application (prepared), wall':44} {n / state_total:10,.0f} {n / state_total / verify:7.2f}x")
     print(f"  {'end-to-end memory (bytes), wall':44} {n / e2e_total:10,.0f} {n / e2e_total / verify:7.2f}x")
-    if not args.no_lmdb:
-        lmdb_total, lmdb_digest = _time_lmdb(entries, verified)
+    if lmdb is not None:
+        lmdb_total, lmdb_digest = lmdb
         same = "same state digest as memory" if lmdb_digest == digest else "STATE DIGEST DIFFERS"
         print(f"  {'end-to-end LMDB submit, batches of 1000, wall':44} {n / lmdb_total:10,.0f}"
               f" {n / lmdb_total / verify:7.2f}x  ({same})")
