@@ -139,3 +139,24 @@ def test_preconditions_are_typed_errors() -> None:
     for bad in ((0, 4), (5, 4), (-1, 3)):
         with pytest.raises(LedgerError):
             merkle.consistency_proof(SMALL.read, *bad)
+
+
+@settings(max_examples=80, deadline=None)
+@given(batches=st.lists(st.sampled_from([0, 1, 2, 3, 5, 7, 8, 13, 64, 255, 256, 257, 600]), max_size=8))
+def test_extend_equals_appending_one_by_one(batches: list[int]) -> None:
+    """The batched append yields the same nodes and edge as single appends."""
+    one, many = merkle.CompactRange(), merkle.CompactRange()
+    nodes_one: dict[tuple[int, int], bytes] = {}
+    nodes_many: dict[tuple[int, int], bytes] = {}
+    total = 0
+    for count in batches:
+        leaves = [merkle.leaf_hash(LEAVES[(total + i) % len(LEAVES)] + b"x") for i in range(count)]
+        total += count
+        for leaf in leaves:
+            out: list[tuple[int, int, bytes]] = []
+            one.append(leaf, out)
+            nodes_one.update({(lv, ix): h for lv, ix, h in out})
+        for level, first, run in many.extend(leaves):
+            nodes_many.update({(level, first + j): h for j, h in enumerate(run)})
+        assert (many.size, many.root()) == (one.size, one.root())
+    assert nodes_many == nodes_one
