@@ -4,17 +4,30 @@ A submission goes through three stages:
 
 1. **admission**: if more than ``max_pending`` submissions are already in the
    node, it is refused at once with :class:`Pushback` (the client backs off);
-2. **verification**, in parallel: a thread pool parses the envelope and checks
-   its signatures (:func:`ledger.envelope.verified_keys`; ``cryptography``
-   releases the GIL, so this scales with cores);
-3. **commit**: one task takes everything queued (up to ``max_batch``) and calls
-   ``ledger.submit(batch, verified=...)`` in a dedicated writer thread, so the
-   event loop never blocks on LMDB's fsync. While one group commits, the next
-   one accumulates; that is what amortises the fsync under load.
+   an admitted submission takes its place in the sequencing order;
+2. **preparation**, in parallel: a thread pool parses the envelope and its
+   payload and checks its signatures (the state machine's stateless
+   ``prepare(entry, verify=True)``, or :func:`ledger.envelope.verified_keys`
+   for a ledger without one). Submissions that arrived together are handed to
+   the pool in a few chunks, not one task each: a task and its wake-up cost
+   about as much as an envelope's parsing. Signature checks release the GIL,
+   so this scales with cores;
+3. **commit**: one task takes the longest run of prepared submissions at the
+   head of the order (up to ``max_batch``) and calls ``ledger.submit(batch,
+   verified=..., prepared=...)`` in a dedicated writer thread, so the event
+   loop never blocks on LMDB's fsync and the state machine does not parse the
+   envelopes again. While one group commits, the next one is prepared; that
+   is what amortises the fsync under load.
+
+Submissions are sequenced in the order they were admitted, whatever order
+their preparation finishes in, so a client that pipelines dependent
+operations (a transfer, then a retirement of the same units) sees them
+applied in the order it sent them.
 
 Each caller is answered only after the transaction holding its entry is
 durable: with its index, or with the earlier index and ``duplicate`` for
-bytes already in the log, or with the state machine's typed rejection. A
+bytes already in the log, or with the state machine's typed rejection
+(a malformed or unsigned envelope is answered as soon as it is prepared). A
 caller that went away (deadline, cancellation) before its group was taken is
 dropped from the group; once taken, the entry is committed regardless, and a
 resubmission finds it (submission is idempotent per envelope bytes).
@@ -27,10 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ledger.envelope import parse_envelope, verified_keys
@@ -41,6 +57,10 @@ from node.errors import ShuttingDown
 __all__ = ["CommitListener", "Committed", "GroupCommitter"]
 
 _log = logging.getLogger("carbonledger.node")
+
+#: Most envelopes one preparation task takes: small enough that a burst is
+#: spread over every worker, large enough to amortise the task.
+_PREPARE_CHUNK = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +74,40 @@ class Committed:
 #: Called on the event loop after every durable group.
 CommitListener = Callable[[Committed], None]
 
+_Outcome = tuple[Receipt | LedgerError, int]
+
 
 @dataclass(slots=True)
 class _Pending:
     entry: bytes
-    verified: frozenset[str]
-    future: asyncio.Future[tuple[Receipt | LedgerError, int]]
+    future: asyncio.Future[_Outcome]
+    #: False until preparation has finished; then ``verified`` and
+    #: ``prepared`` are set, or the future already holds the rejection.
+    checked: bool = False
+    verified: frozenset[str] | None = None
+    prepared: Any = None
 
 
-def _precheck(entry: bytes) -> frozenset[str]:
-    """Parse and verify one envelope; runs in the verification pool."""
-    if len(entry) > MAX_ENTRY_BYTES:
-        raise MalformedError("envelope", f"{len(entry)} bytes, at most {MAX_ENTRY_BYTES}")
-    return verified_keys(parse_envelope(entry))
+def _prepare_many(machine: Any, entries: list[bytes]) -> list[tuple[frozenset[str], Any] | BaseException]:
+    """Parse and verify envelopes; runs in the preparation pool.
+
+    Returns, per entry, ``(verified keyids, prepared or None)`` or the
+    LedgerError that rejects it.
+    """
+    prepare = getattr(machine, "prepare", None)
+    out: list[tuple[frozenset[str], Any] | BaseException] = []
+    for entry in entries:
+        try:
+            if len(entry) > MAX_ENTRY_BYTES:
+                raise MalformedError("envelope", f"{len(entry)} bytes, at most {MAX_ENTRY_BYTES}")
+            if prepare is not None:
+                prepared = prepare(entry, verify=True)
+                out.append((prepared.verified, prepared))
+            else:
+                out.append((verified_keys(parse_envelope(entry)), None))
+        except LedgerError as exc:
+            out.append(exc)
+    return out
 
 
 class GroupCommitter:
@@ -88,14 +129,21 @@ class GroupCommitter:
         if max_pending < 1 or max_batch < 1 or verify_workers < 1:
             raise ValueError("max_pending, max_batch and verify_workers must be positive")
         self._ledger = ledger
+        self._machine = getattr(ledger, "machine", None)
         self._max_pending = max_pending
         self._max_batch = max_batch
+        self._workers = verify_workers
         self._metrics = metrics
         self._verify_pool = ThreadPoolExecutor(verify_workers, thread_name_prefix="verify")
         # One writer thread: the ledger serialises appends anyway, and a
         # single thread keeps the commit order equal to the queue order.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="commit")
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Every admitted submission not yet taken by a group, in admission
+        # order; and those admitted since the last hand-over to the pool.
+        self._order: deque[_Pending] = deque()
+        self._backlog: list[_Pending] = []
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pending = 0
         self._closing = False
@@ -106,14 +154,15 @@ class GroupCommitter:
 
     async def start(self) -> None:
         if self._task is None:
-            self._queue = asyncio.Queue()
+            self._loop = asyncio.get_running_loop()
+            self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._run(), name="group-committer")
 
     async def close(self) -> None:
         """Refuse new submissions, commit everything already queued, stop."""
         self._closing = True
-        if self._task is not None and self._queue is not None:
-            while self._pending > 0 and not self._task.done():
+        if self._task is not None:
+            while (self._pending > 0 or self._order) and not self._task.done():
                 await asyncio.sleep(0.005)
             self._task.cancel()
             try:
@@ -144,35 +193,31 @@ class GroupCommitter:
         Raises the state machine's LedgerError if it is rejected,
         :class:`Pushback` when the node is full, ShuttingDown when stopping.
         """
-        result, size = await self._submit_one(entry)
+        self._admit(1)
+        try:
+            result, size = await self._enqueue(entry)
+        finally:
+            self._release(1)
         if isinstance(result, LedgerError):
             raise result
         return result, size
 
-    async def submit_many(self, entries: Sequence[bytes]) -> list[tuple[Receipt | LedgerError, int]]:
+    async def submit_many(self, entries: Sequence[bytes]) -> list[_Outcome]:
         """Submit several envelopes, each accepted or rejected on its own, in
-        the order given (they are verified in parallel, then queued together).
+        the order given (they are prepared in parallel, sequenced in order).
 
         Admission is all or nothing (a batch bigger than the free room gets
         Pushback); results come back in request order.
         """
         self._admit(len(entries))
         try:
-            checked = await asyncio.gather(*(self._verify(e) for e in entries))
-            futures = [self._enqueue(e, v) if isinstance(v, frozenset) else None for e, v in zip(entries, checked)]
-            out: list[tuple[Receipt | LedgerError, int]] = []
-            for fut, v in zip(futures, checked):
-                if fut is None:
-                    assert isinstance(v, LedgerError)
-                    out.append((v, self._ledger.size))
-                else:
-                    out.append(await fut)
-            return out
+            futures = [self._enqueue(e) for e in entries]
+            return [await f for f in futures]
         finally:
             self._release(len(entries))
 
     def _admit(self, n: int) -> None:
-        if self._closing or self._queue is None:
+        if self._closing or self._task is None:
             raise ShuttingDown("the node is not accepting submissions")
         if self._pending + n > self._max_pending:
             if self._metrics is not None:
@@ -187,31 +232,55 @@ class GroupCommitter:
         if self._metrics is not None:
             self._metrics.queue_depth.set(self._pending)
 
-    async def _verify(self, entry: bytes) -> frozenset[str] | LedgerError:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._verify_pool, _precheck, entry)
-        except LedgerError as exc:
-            self._count("rejected")
-            return exc
-
-    def _enqueue(self, entry: bytes, verified: frozenset[str]) -> asyncio.Future[tuple[Receipt | LedgerError, int]]:
+    def _enqueue(self, entry: bytes) -> asyncio.Future[_Outcome]:
         # Cancelling the caller cancels the future; a group not yet taken
         # then leaves the entry out.
-        future: asyncio.Future[tuple[Receipt | LedgerError, int]] = asyncio.get_running_loop().create_future()
-        assert self._queue is not None
-        self._queue.put_nowait(_Pending(entry, verified, future))
-        return future
+        assert self._loop is not None
+        p = _Pending(entry, self._loop.create_future())
+        self._order.append(p)
+        if not self._backlog:
+            self._loop.call_soon(self._dispatch)
+        self._backlog.append(p)
+        return p.future
 
-    async def _submit_one(self, entry: bytes) -> tuple[Receipt | LedgerError, int]:
-        self._admit(1)
+    def _dispatch(self) -> None:
+        """Hand what was admitted since the last call to the pool, in chunks."""
+        backlog, self._backlog = self._backlog, []
+        if not backlog:
+            return
+        size = min(_PREPARE_CHUNK, math.ceil(len(backlog) / self._workers))
+        for lo in range(0, len(backlog), size):
+            chunk = backlog[lo : lo + size]
+            job = self._verify_pool.submit(_prepare_many, self._machine, [p.entry for p in chunk])
+            job.add_done_callback(partial(self._prepared_threadsafe, chunk))
+
+    def _prepared_threadsafe(self, chunk: list[_Pending], job: Future[Any]) -> None:
+        assert self._loop is not None
         try:
-            verified = await self._verify(entry)
-            if isinstance(verified, LedgerError):
-                return verified, self._ledger.size
-            return await self._enqueue(entry, verified)
-        finally:
-            self._release(1)
+            self._loop.call_soon_threadsafe(self._prepared, chunk, job)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _prepared(self, chunk: list[_Pending], job: Future[Any]) -> None:
+        try:
+            results = job.result()
+        except BaseException as exc:  # noqa: BLE001 - a bug in preparation: fail these callers, not the node
+            _log.error("preparation failed", exc_info=exc)
+            results = [exc] * len(chunk)
+        rejected = 0
+        for p, result in zip(chunk, results):
+            p.checked = True
+            if isinstance(result, tuple):
+                p.verified, p.prepared = result
+            else:
+                rejected += 1
+                if not p.future.done():
+                    if isinstance(result, LedgerError):
+                        p.future.set_result((result, self._ledger.size))
+                    else:
+                        p.future.set_exception(result)
+        self._count("rejected", rejected)
+        self._wake.set()
 
     def _count(self, outcome: str, n: int = 1) -> None:
         if self._metrics is not None and n:
@@ -219,27 +288,35 @@ class GroupCommitter:
 
     # -- committing -----------------------------------------------------
 
+    def _take_group(self) -> list[_Pending]:
+        """The prepared submissions at the head of the order, skipping those
+        already answered (rejected, or their caller went away)."""
+        order, group = self._order, []
+        while order and len(group) < self._max_batch and order[0].checked:
+            p = order.popleft()
+            if not p.future.done():
+                group.append(p)
+        return group
+
     async def _run(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
         loop = asyncio.get_running_loop()
         while True:
-            group = [await queue.get()]
-            while len(group) < self._max_batch and not queue.empty():
-                group.append(queue.get_nowait())
-            group = [p for p in group if not p.future.done()]
-            if not group:
-                continue
-            # Shielded: a shutdown that cancels this task still lets the group
-            # in flight finish and its callers hear about it.
-            await asyncio.shield(self._commit(loop, group))
+            await self._wake.wait()
+            self._wake.clear()
+            while group := self._take_group():
+                # Shielded: a shutdown that cancels this task still lets the
+                # group in flight finish and its callers hear about it.
+                await asyncio.shield(self._commit(loop, group))
 
     async def _commit(self, loop: asyncio.AbstractEventLoop, group: list[_Pending]) -> None:
         entries = [p.entry for p in group]
         verified: list[frozenset[str] | None] = [p.verified for p in group]
+        prepared = [p.prepared for p in group] if self._machine is not None else None
         started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self._writer, self._submit_to_ledger, entries, verified)
+            results = await loop.run_in_executor(
+                self._writer, self._submit_to_ledger, entries, verified, prepared
+            )
         except Exception as exc:  # noqa: BLE001 - the store failed: nobody's entry is durable
             _log.error("group commit failed", exc_info=exc, extra={"event": "commit_failed", "size": len(group)})
             for p in group:
@@ -267,6 +344,8 @@ class GroupCommitter:
                 _log.exception("commit listener failed")
 
     def _submit_to_ledger(
-        self, entries: list[bytes], verified: list[frozenset[str] | None]
+        self, entries: list[bytes], verified: list[frozenset[str] | None], prepared: list[Any] | None = None
     ) -> list[Receipt | LedgerError]:
-        return self._ledger.submit(entries, verified=verified)
+        if prepared is None:
+            return self._ledger.submit(entries, verified=verified)
+        return self._ledger.submit(entries, verified=verified, prepared=prepared)
