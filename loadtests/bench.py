@@ -1,0 +1,918 @@
+"""The performance harness: figures and ratios against this machine's limit.
+
+Run ``python -m loadtests.bench`` (``--quick`` for a small run). In one run
+it measures and prints:
+
+1. **the limit**: raw Ed25519 verification of 200-byte messages, on 1 and 2
+   threads, with ``cryptography`` (OpenSSL) and PyNaCl (libsodium). Every
+   signed entry costs at least one verification, so the fastest 2-thread rate
+   bounds what any ingest path can do on this machine;
+2. **ingest, in-process**: durably committed signed entries/s through the
+   node's batch path (:class:`node.committer.GroupCommitter` and a
+   :class:`ledger.log.Ledger` on LMDB, fsync'd groups), on a realistic mix of
+   operations (GEC issue/transfer/retire, CCER transfer/cancel, footprint
+   publications with components and claims, attestations; the workload of
+   ``loadtests.bench_state``), submitted one envelope per call like RPCs, in
+   order, with a bounded window in flight;
+3. **ingest, gRPC on loopback**: the same path behind a real gRPC server in
+   this process, driven by concurrent ``grpc.aio`` clients, each an
+   independent holder submitting its own operations one at a time
+   (``loadtests._scenario``);
+4. **label verification**: offline :func:`client.label.verify_label` of a
+   3-level supply chain (steel -> door -> car) with attestations and GEC/CCER
+   claims, as a ratio to the raw verifications it needs;
+5. **proof serving**: inclusion proofs/s and p99 latency at 10^4, 10^5, 10^6
+   entries, ours (stored tiles, also as the tlog-proof a node serves) beside
+   pymerkle's SqliteTree in the same run, on the same challenges;
+6. **a 10^6-entry node**: the realistic workload ingested through the batch
+   path in a child process (its peak RSS and sustained rate), ledger bytes on
+   disk per entry, then a node started on it in another child process: time
+   to open the ledger and answer its first RPC (no replay of the log), the
+   whole ``carbonledger serve`` process until it answers, and the serving
+   node's peak RSS.
+
+Ratios are against figures of the same run; the targets of issue 5 are
+printed as PASS/FAIL lines. Results also go to ``loadtests/results/bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import random
+import resource
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests._harness import (
+    Bounded,
+    Check,
+    LatencyStats,
+    format_rate,
+    format_ratio,
+    format_table,
+    format_us,
+    machine_info,
+    ratio,
+    time_each,
+    write_json,
+)
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_PATH = ROOT / "loadtests" / "results" / "bench.json"
+
+# Issue 5's targets.
+INGEST_TARGET = 0.5  # in-process ingest / fastest 2-thread raw verification
+PROOF_GROWTH_LIMIT = 1.5  # proof p99 at the largest size / at the smallest
+RSS_LIMIT_MB = 300.0
+STARTUP_LIMIT_S = 1.0
+
+MESSAGE_BYTES = 200
+
+
+# -- configuration --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    quick: bool
+    limit_seconds: float
+    ingest_ops: int
+    ingest_window: int
+    grpc_holders: int
+    grpc_ops: int
+    label_bound: Bounded
+    proof_sizes: tuple[int, ...]
+    proofs: Bounded
+    big: int
+    workdir: Path | None
+    json_path: Path
+    seed: int
+
+
+def parse_args(argv: Sequence[str] | None) -> Config:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes and short runs, for a smoke run")
+    p.add_argument("--ingest-ops", type=int, help="operations for in-process ingest (default 30000, quick 2000)")
+    p.add_argument("--window", type=int, default=4000, help="submissions in flight, in-process (default 4000)")
+    p.add_argument("--grpc-ops", type=int, help="submissions over gRPC (default 20000, quick 1000)")
+    p.add_argument("--grpc-holders", type=int, help="concurrent gRPC clients (default 128, quick 16)")
+    p.add_argument("--proof-sizes", type=_sizes, help="tree sizes for proofs (default 10000,100000,1000000)")
+    p.add_argument("--proofs", type=int, help="proof challenges per size (default 2000, quick 200)")
+    p.add_argument("--big", type=_size, help="entries of the node-scale ledger (default 1000000, quick 5000; 0 skips)")
+    p.add_argument("--workdir", type=Path, help="where temporary ledgers go (default: system temp)")
+    p.add_argument("--json", type=Path, default=RESULTS_PATH, help=f"results file (default {RESULTS_PATH})")
+    p.add_argument("--seed", type=int, default=20240601)
+    a = p.parse_args(argv)
+    q = bool(a.quick)
+    return Config(
+        quick=q,
+        limit_seconds=0.3 if q else 2.0,
+        ingest_ops=a.ingest_ops or (2_000 if q else 30_000),
+        ingest_window=a.window,
+        grpc_holders=a.grpc_holders or (16 if q else 128),
+        grpc_ops=a.grpc_ops or (1_000 if q else 20_000),
+        label_bound=Bounded(20 if q else 500, 2.0 if q else 10.0),
+        proof_sizes=tuple(sorted(set(a.proof_sizes or ((1_000, 10_000) if q else (10_000, 100_000, 1_000_000))))),
+        proofs=Bounded(a.proofs or (200 if q else 2_000), 3.0 if q else 20.0),
+        big=(5_000 if q else 1_000_000) if a.big is None else a.big,
+        workdir=a.workdir,
+        json_path=a.json,
+        seed=a.seed,
+    )
+
+
+def _size(text: str) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(_size(s) for s in text.split(",") if s.strip())
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError("sizes must be at least 2")
+    return sizes
+
+
+def _log(msg: str) -> None:
+    # Progress goes to stderr so that stdout is the report alone.
+    print(msg, file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- 1. the limit: raw Ed25519 verification --------------------------------
+
+
+def _signed_messages(count: int = 256) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    from ledger.keys import Signer
+
+    signer = Signer.from_seed("bench", bytes(range(32)))
+    rng = random.Random(1)
+    msgs = [bytes(rng.getrandbits(8) for _ in range(MESSAGE_BYTES)) for _ in range(count)]
+    return signer.public_key, [(m, signer.sign(m)) for m in msgs]
+
+
+def _verify_loop(lib: str, pub: bytes, pairs: list[tuple[bytes, bytes]]) -> Callable[[float], int]:
+    """A function that verifies until a deadline and returns how many it did."""
+    if lib == "cryptography":
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        key = Ed25519PublicKey.from_public_bytes(pub)
+
+        def run(deadline: float) -> int:
+            n, clock, verify = 0, time.perf_counter, key.verify
+            while clock() < deadline:
+                for m, s in pairs:
+                    verify(s, m)
+                n += len(pairs)
+            return n
+
+        return run
+    from nacl.bindings import crypto_sign_open
+
+    def run_nacl(deadline: float) -> int:
+        n, clock = 0, time.perf_counter
+        while clock() < deadline:
+            for m, s in pairs:
+                crypto_sign_open(s + m, pub)
+            n += len(pairs)
+        return n
+
+    return run_nacl
+
+
+def verify_rate(lib: str, threads: int, seconds: float) -> float:
+    """Verifications/s of 200-byte messages by ``threads`` threads of ``lib``."""
+    pub, pairs = _signed_messages()
+    run = _verify_loop(lib, pub, pairs)
+    run(time.perf_counter() + min(0.1, seconds / 4))  # warm up
+    counts = [0] * threads
+    barrier = threading.Barrier(threads + 1)
+    holder: dict[str, float] = {}
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        counts[i] = run(holder["deadline"])
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    start = time.perf_counter()
+    holder["deadline"] = start + seconds
+    barrier.wait()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def measure_limit(seconds: float) -> dict[str, float]:
+    out = {}
+    for lib in ("cryptography", "pynacl"):
+        for threads in (1, 2):
+            out[f"{lib}/{threads}"] = verify_rate(lib, threads, seconds)
+    return out
+
+
+def fastest(limit: dict[str, float], threads: int) -> tuple[str, float]:
+    lib = max(("cryptography", "pynacl"), key=lambda lib: limit[f"{lib}/{threads}"])
+    return lib, limit[f"{lib}/{threads}"]
+
+
+# -- 2. ingest in-process ----------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    entries: int
+    seconds: float
+    groups: int
+    latency: LatencyStats | None = None
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.entries / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "latency"}
+        d["entries_per_s"] = self.rate
+        d["mean_group"] = self.entries / self.groups if self.groups else None
+        d["latency"] = self.latency.as_dict() if self.latency else None
+        return d
+
+
+class BenchError(Exception):
+    """A correctness check failed: the figures of this run mean nothing."""
+
+
+def workload_entries(n: int) -> list[bytes]:
+    """``n`` realistic signed operations, valid in order at the workload's time."""
+    from loadtests.bench_state import Workload
+
+    return [e for _, e in Workload(n).build()]
+
+
+def open_fixed_clock_ledger(path: Path) -> Any:
+    """An LMDB ledger whose block time is the workload's fixed time."""
+    import hashlib
+
+    from ledger.keys import Signer
+    from ledger.state import StateMachine
+    from loadtests.bench_state import _FixedClockLedger
+
+    signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
+    return _FixedClockLedger.open(path, signer=signer, machine=StateMachine())
+
+
+async def submit_in_order(
+    committer: Any, entries: Iterator[bytes] | Sequence[bytes], window: int
+) -> list[tuple[Any, float]]:
+    """Submit ``entries`` one call each, in order, at most ``window`` in flight.
+
+    Every submission is admitted when its task first runs, and tasks first
+    run in creation order, so the committer sequences them in this order.
+    Returns each ``(receipt, latency)`` in order; raises on a rejection.
+    """
+    results: list[tuple[Any, float] | None] = []
+    free = asyncio.Semaphore(window)
+    tasks: list[asyncio.Task[None]] = []
+    clock = time.perf_counter
+
+    async def one(i: int, entry: bytes) -> None:
+        t0 = clock()
+        try:
+            receipt, _ = await committer.submit(entry)
+            results[i] = (receipt, clock() - t0)
+        finally:
+            free.release()
+
+    for i, entry in enumerate(entries):
+        await free.acquire()
+        results.append(None)
+        tasks.append(asyncio.create_task(one(i, entry)))
+        if len(tasks) >= 4 * window:  # keep the list of tasks short
+            done = [t for t in tasks if t.done()]
+            for t in done:
+                t.result()
+            tasks = [t for t in tasks if not t.done()]
+    await asyncio.gather(*tasks)
+    return [r for r in results if r is not None]
+
+
+def measure_ingest_inprocess(entries: Sequence[bytes], workdir: Path, window: int, workers: int = 2) -> IngestResult:
+    """Entries/s through GroupCommitter + LMDB Ledger, every ack after its fsync."""
+    from node.committer import GroupCommitter
+
+    ledger = open_fixed_clock_ledger(workdir / "ingest")
+    try:
+        height = ledger.head.height
+
+        async def run() -> tuple[float, list[tuple[Any, float]]]:
+            committer = GroupCommitter(ledger, max_pending=window, max_batch=2_000, verify_workers=workers)
+            await committer.start()
+            try:
+                start = time.perf_counter()
+                out = await submit_in_order(committer, entries, window)
+                return time.perf_counter() - start, out
+            finally:
+                await committer.close()
+
+        seconds, out = asyncio.run(run())
+        if ledger.size != len(entries) or any(r.duplicate for r, _ in out):
+            raise BenchError(f"in-process ingest: {ledger.size} entries in the log, {len(entries)} submitted")
+        return IngestResult(len(entries), seconds, ledger.head.height - height, LatencyStats.of([t for _, t in out]))
+    finally:
+        ledger.close()
+
+
+# -- 3. ingest over gRPC -----------------------------------------------------
+
+
+class NodeThread:
+    """A node serving ``ledger`` on 127.0.0.1:0 from an event loop in a thread."""
+
+    def __init__(self, ledger: Any, **kwargs: Any) -> None:
+        from node.server import create_server
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="node-loop", daemon=True)
+        self._thread.start()
+
+        async def build() -> tuple[Any, int]:
+            server, port = create_server("127.0.0.1:0", ledger, **kwargs)
+            await server.start()
+            return server, port
+
+        self.server, self.port = self.run(build())
+        self.target = f"127.0.0.1:{self.port}"
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.run(self.server.stop(2.0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+def measure_ingest_grpc(holders: int, total: int, workdir: Path) -> IngestResult:
+    """Submissions/s over gRPC on loopback: ``holders`` concurrent clients, each
+    submitting its own operations one at a time (``Submit``, one envelope)."""
+    import grpc
+    from carbonledger.v1 import log_pb2, log_pb2_grpc
+
+    from ledger.keys import Signer
+    from ledger.log import Ledger
+    from ledger.state import StateMachine
+    from loadtests._scenario import Network
+
+    net = Network(holders)
+    ledger = Ledger.open(workdir / "grpc", signer=Signer.generate("bench.grpc/log"), machine=StateMachine())
+    ledger.submit([op.entry for op in net.setup_ops()])
+    first = ledger.size
+    height = ledger.head.height
+    node = NodeThread(ledger)
+    per_holder = max(1, total // holders)
+    # Sign everything first: the clients' signing is not the node's work.
+    streams = [net.stream(h) for h in net.holders]
+    ops = [[s.next() for _ in range(per_holder)] for s in streams]
+    kinds: dict[str, int] = {}
+    for lane in ops:
+        for op in lane:
+            kinds[op.kind] = kinds.get(op.kind, 0) + 1
+
+    async def client(stub: Any, lane: list[Any], latencies: list[float]) -> None:
+        for op in lane:
+            t0 = time.perf_counter()
+            await stub.Submit(log_pb2.SubmitRequest(envelope=op.entry), timeout=60)
+            latencies.append(time.perf_counter() - t0)
+
+    async def run() -> tuple[float, list[float]]:
+        latencies: list[float] = []
+        # A few channels, as several client machines would have.
+        channels = [grpc.aio.insecure_channel(node.target) for _ in range(4)]
+        try:
+            stubs = [log_pb2_grpc.LogStub(c) for c in channels]
+            await asyncio.gather(*(c.channel_ready() for c in channels))
+            start = time.perf_counter()
+            await asyncio.gather(*(client(stubs[i % 4], lane, latencies) for i, lane in enumerate(ops)))
+            return time.perf_counter() - start, latencies
+        finally:
+            for c in channels:
+                await c.close()
+
+    try:
+        seconds, latencies = asyncio.run(run())
+    finally:
+        node.stop()
+    n = per_holder * holders
+    try:
+        if ledger.size - first != n:
+            raise BenchError(f"gRPC ingest: {ledger.size - first} entries appended, {n} acknowledged")
+        groups = ledger.head.height - height
+    finally:
+        ledger.close()
+    return IngestResult(n, seconds, groups, LatencyStats.of(latencies), kinds)
+
+
+# -- 4. label verification ---------------------------------------------------
+
+
+def build_label_chain(workdir: Path) -> tuple[bytes, Any, int]:
+    """A steel -> door -> car chain on an LMDB ledger: each maker retires GEC and
+    claims it, the car maker also cancels CCER and claims it; VER1 attests
+    all three footprints, VER2 the car too. Returns the car's label, the
+    policy and how many signatures verifying it takes."""
+    from client.label import parse_label
+    from ledger.keys import Signer
+    from ledger.log import Ledger
+    from ledger.policy import parse_policy
+    from ledger.state import StateMachine
+    from loadtests._scenario import Network, attest_op, pact_document
+    from node.label_builder import build_label
+
+    net = Network(3)
+    steel_maker, door_maker, car_maker = (net.stream(h) for h in net.holders)
+    ledger = Ledger.open(workdir / "labels", signer=Signer.generate("bench.labels/log"), machine=StateMachine())
+    try:
+        ops = [op.entry for op in net.setup_ops()]
+        ids = {}
+        for name, maker, upstream in (("steel", steel_maker, None), ("door", door_maker, "steel"), ("car", car_maker, "door")):
+            ops.append(maker.retire().entry)
+            if name == "car":
+                ops.append(maker.cancel().entry)
+            pf_id = ids[name] = f"00000000-0000-4000-8000-00000000000{len(ids) + 1}"
+            claims = {
+                "gec": [{"start": s, "end": e} for s, e in maker.retired_gec],
+                "ccer": [{"start": s, "end": e} for s, e in maker.retired_ccer],
+            }
+            components = [{"pfId": ids[upstream], "quantity": "2", "unit": "kilogram"}] if upstream else []
+            pcf = {"steel": "2.0", "door": "10", "car": "50"}[name]
+            publish = net.op("pcf.publish", maker.holder, {
+                "footprint": pact_document(pf_id, maker.holder, pcf), "components": components, "claims": claims,
+            }).entry  # fmt: skip
+            ops.append(publish)
+            ops.append(attest_op(net, "VER1", pf_id, publish).entry)
+            if name == "car":
+                ops.append(attest_op(net, "VER2", pf_id, publish).entry)
+        results = ledger.submit(ops)
+        bad = [r for r in results if isinstance(r, Exception)]
+        if bad:
+            raise BenchError(f"label chain rejected: {bad[0]!r}")
+        label = build_label(ledger, ids["car"])
+        policy = parse_policy(f"log {ledger.vkey}\nquorum none\n")
+    finally:
+        ledger.close()
+
+    def signatures(node: Any) -> int:
+        from ledger.envelope import parse_envelope
+
+        entries = [node.footprint, *node.attestations, *node.retirements, *node.deprecations]
+        return sum(len(parse_envelope(e.entry).signatures) for e in entries) + sum(signatures(c) for c in node.components)
+
+    # One checkpoint signature (all proofs are against one tree) plus every
+    # envelope signature in the tree.
+    return label, policy, 1 + signatures(parse_label(label))
+
+
+def measure_labels(workdir: Path, bound: Bounded) -> dict[str, Any]:
+    from client.label import verify_label
+
+    label, policy, needed = build_label_chain(workdir)
+    stats, results = time_each(lambda _: verify_label(label, policy, require_attestation=True), range(bound.max_calls), bound)
+    report = results[0][1]
+    depth, node = 0, report
+    while node.components:
+        depth, node = depth + 1, node.components[0].label
+    if depth != 2 or report.renewable_mwh <= 0 or report.offsets_tco2e <= 0 or len(report.verified_by) != 2:
+        raise BenchError("label chain did not verify as a 3-level chain with claims and attestations")
+    return {"label_bytes": len(label), "signatures": needed, "latency": stats.as_dict(), "per_second": stats.per_second}
+
+
+# -- 5. proof serving --------------------------------------------------------
+
+
+def measure_proofs(n: int, cfg: Config, workdir: Path, rng: random.Random) -> dict[str, Any]:
+    """Inclusion proofs at tree size ``n``: ours (raw and as a served tlog-proof)
+    beside pymerkle SqliteTree (its first pass on a freshly opened tree)."""
+    from ledger import merkle
+    from ledger.tlog_proof import parse_tlog_proof
+    from loadtests.bench_merkle import (
+        OursLmdb,
+        PymerkleSqlite,
+        make_entries,
+        reference_leaf_hash,
+        reference_roots,
+    )
+
+    entries = make_entries(n)
+    root = reference_roots(entries, {n})[n]
+    indexes = [rng.randrange(n) for _ in range(cfg.proofs.max_calls)]
+    out: dict[str, Any] = {}
+    for make in (OursLmdb, PymerkleSqlite) if _have("pymerkle") else (OursLmdb,):
+        with tempfile.TemporaryDirectory(prefix="bench_proofs_", dir=workdir) as tmp:
+            subject = make(Path(tmp))
+            try:
+                for lo in range(0, n, 10_000):
+                    subject.append_batch(entries[lo : lo + 10_000])
+                subject.reopen()
+                if subject.root() != root:
+                    raise BenchError(f"{subject.label}: root at {n} differs from the RFC 9162 reference")
+                stats, proofs = time_each(lambda i, s=subject: s.inclusion(i, n), indexes, cfg.proofs)
+                for i, proof in proofs[:: max(1, len(proofs) // 20)]:
+                    subject.verify_inclusion(proof, entries[i], i, n, root)
+                out[subject.key] = stats.as_dict()
+                if isinstance(subject, OursLmdb):
+                    ledger = subject._ledger
+                    served, tlogs = time_each(ledger.tlog_proof, indexes, cfg.proofs)
+                    for i, text in tlogs[:: max(1, len(tlogs) // 20)]:
+                        p = parse_tlog_proof(text)
+                        merkle.verify_inclusion(reference_leaf_hash(entries[i]), i, n, list(p.proof), root)
+                    out["ours_tlog_proof"] = served.as_dict()
+            finally:
+                subject.close()
+    return out
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+# -- 6. a node on a 10^6-entry ledger (child processes) ----------------------
+
+
+def _write_frames(path: Path, entries: Iterator[bytes]) -> int:
+    n = 0
+    with path.open("wb") as f:
+        for e in entries:
+            f.write(struct.pack(">I", len(e)))
+            f.write(e)
+            n += 1
+    return n
+
+
+def _read_frames(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while head := f.read(4):
+            (length,) = struct.unpack(">I", head)
+            yield f.read(length)
+
+
+def _generate(path: Path, n: int) -> None:
+    """Child: write ``n`` workload entries to ``path`` (the workload keeps what
+    it generated; a process of its own keeps that out of the node's RSS)."""
+    from loadtests.bench_state import Workload
+
+    class Streaming(Workload):
+        def __init__(self, n_ops: int) -> None:
+            super().__init__(n_ops)
+            self.count = 0
+
+        def add(self, op: str, org: str, body: dict[str, Any]) -> bytes:
+            from ledger.records.build import signed_op
+            from loadtests.bench_state import T0
+
+            entry = signed_op(op, org, T0, body, [self.key(org)], nonce=str(self.count))
+            self.count += 1
+            self.entries.append((op, entry))
+            return entry
+
+    w = Streaming(n)
+
+    def entries() -> Iterator[bytes]:
+        w.setup()
+        while True:
+            for _, e in w.entries:
+                yield e
+            w.entries.clear()
+            if w.count >= n:
+                return
+            for _ in range(1000):
+                if w.count >= n:
+                    break
+                w.step()
+
+    _write_frames(path, (e for i, e in zip(range(n), entries())))
+
+
+def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
+    """Child: ingest the frames through the node's batch path; report rate and RSS."""
+    from node.committer import GroupCommitter
+
+    ledger = open_fixed_clock_ledger(ledger_dir)
+    try:
+
+        async def run() -> float:
+            committer = GroupCommitter(ledger, max_pending=window, max_batch=2_000, verify_workers=2)
+            await committer.start()
+            try:
+                start = time.perf_counter()
+                await submit_in_order(committer, _read_frames(frames), window)
+                return time.perf_counter() - start
+            finally:
+                await committer.close()
+
+        seconds = asyncio.run(run())
+        return {"entries": ledger.size, "seconds": seconds, "entries_per_s": ledger.size / seconds, "peak_rss_mb": peak_rss_mb()}
+    finally:
+        ledger.close()
+
+
+def _serve(ledger_dir: Path, proofs: int) -> dict[str, Any]:
+    """Child: start a node on the ledger, time it to the first answer, serve
+    proofs and checkpoints over gRPC; report times and peak RSS."""
+    t0 = time.perf_counter()
+    import grpc
+    from carbonledger.v1 import log_pb2, log_pb2_grpc
+
+    from ledger.keys import Signer
+    from ledger.log import Ledger
+    from ledger.state import StateMachine
+
+    imported = time.perf_counter()
+    import hashlib
+
+    signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
+    ledger = Ledger.open(ledger_dir, signer=signer, machine=StateMachine())
+    opened = time.perf_counter()
+    node = NodeThread(ledger)
+    channel = grpc.insecure_channel(node.target)
+    stub = log_pb2_grpc.LogStub(channel)
+    size = stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=30).tree_size
+    answered = time.perf_counter()
+    rng = random.Random(5)
+    latencies = []
+    for _ in range(proofs):
+        i = rng.randrange(size)
+        s = time.perf_counter()
+        stub.GetTlogProof(log_pb2.GetTlogProofRequest(index=i), timeout=30)
+        latencies.append(time.perf_counter() - s)
+    channel.close()
+    node.stop()
+    ledger.close()
+    return {
+        "tree_size": size,
+        "imports_s": imported - t0,
+        "open_s": opened - imported,
+        "open_and_first_rpc_s": answered - imported,
+        "grpc_tlog_proof": LatencyStats.of(latencies).as_dict(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _child(args: list[str], timeout: float = 3600) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtests.bench", "--child", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise BenchError(f"child {args[0]} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_process_startup(node_dir: Path) -> float:
+    """Seconds from launching ``carbonledger serve`` to its first answered
+    health check: interpreter, imports, opening the ledger, binding."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = _free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.main", "serve", str(node_dir), "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if proc.poll() is not None:
+                    raise BenchError("carbonledger serve exited before answering")
+                try:
+                    r = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5, wait_for_ready=True)
+                    if r.status == health_pb2.HealthCheckResponse.SERVING:
+                        return time.perf_counter() - start
+                except grpc.RpcError:
+                    pass
+                if time.perf_counter() - start > 60:
+                    raise BenchError("carbonledger serve did not answer within 60 s")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes allocated on disk under ``path`` (LMDB files may be sparse)."""
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+
+
+def measure_big(n: int, workdir: Path, window: int) -> dict[str, Any]:
+    import hashlib
+
+    from ledger.keys import Signer
+
+    frames = workdir / "big.frames"
+    t = time.perf_counter()
+    _child(["generate", str(frames), str(n)])
+    generated = time.perf_counter() - t
+    node_dir = workdir / "node"
+    node_dir.mkdir()
+    build = _child(["build", str(frames), str(node_dir / "ledger"), str(window)])
+    frames.unlink()
+    signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
+    (node_dir / "node.key").write_text(signer.skey + "\n")
+    serve = _child(["serve", str(node_dir / "ledger"), "1000"])
+    process = serve_process_startup(node_dir)
+    size = disk_bytes(node_dir / "ledger")
+    return {
+        "entries": build["entries"],
+        "generate_s": generated,
+        "build": build,
+        "serve": serve,
+        "serve_process_startup_s": process,
+        "disk_bytes": size,
+        "disk_bytes_per_entry": size / max(1, build["entries"]),
+    }
+
+
+# -- report --------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for dist in ("cryptography", "pynacl", "lmdb", "grpcio", "pymerkle"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "missing"
+    return out
+
+
+def report(cfg: Config, r: dict[str, Any]) -> list[Check]:
+    limit = r["limit"]
+    lib2, best2 = fastest(limit, 2)
+    lib1, best1 = fastest(limit, 1)
+    rows = [
+        [f"raw Ed25519 verify, {lib}, {t} thread{'s' if t > 1 else ''}", format_rate(limit[f"{lib}/{t}"]), "verif/s",
+         format_ratio(ratio(limit[f"{lib}/{t}"], best2)), f"of {lib2} 2-thread"]
+        for lib in ("cryptography", "pynacl") for t in (1, 2)
+    ]  # fmt: skip
+    ing, grpc_ = r["ingest_inprocess"], r["ingest_grpc"]
+    rows += [
+        ["ingest in-process (GroupCommitter + LMDB)", format_rate(ing["entries_per_s"]), "entries/s",
+         format_ratio(ratio(ing["entries_per_s"], best2)), f"of {lib2} 2-thread"],
+        ["  mean group / p99 ack latency", f"{ing['mean_group']:.0f}", "entries", format_us(ing["latency"]["p99"]), "us"],
+        ["ingest over gRPC (loopback, Submit)", format_rate(grpc_["entries_per_s"]), "entries/s",
+         format_ratio(ratio(grpc_["entries_per_s"], best2)), f"of {lib2} 2-thread"],
+        ["  mean group / p99 call latency", f"{grpc_['mean_group']:.0f}", "entries", format_us(grpc_["latency"]["p99"]), "us"],
+    ]  # fmt: skip
+    lab = r["labels"]
+    raw_per_label = best1 / lab["signatures"]
+    rows += [
+        [f"label verify, 3 levels ({lab['signatures']} signatures, {lab['label_bytes']:,} B)",
+         format_rate(lab["per_second"]), "labels/s", format_ratio(ratio(lab["per_second"], raw_per_label)),
+         f"of {format_rate(raw_per_label)}/s raw ({lib1} 1-thread)"],
+    ]  # fmt: skip
+    for size, pr in r["proofs"].items():
+        ours, pm, tl = pr["ours_lmdb"], pr.get("pymerkle_sqlite"), pr["ours_tlog_proof"]
+        rows.append([f"inclusion proofs, N={int(size):,}: ours", format_rate(ours["per_second"]), "proofs/s",
+                     format_us(ours["p99"]), "us p99"])  # fmt: skip
+        if pm is None:
+            rows.append(["  pymerkle SqliteTree", "-", "", "", "not installed: pip install -e .[bench]"])
+        else:
+            rows.append(["  pymerkle SqliteTree (fresh)", format_rate(pm["per_second"]), "proofs/s", format_us(pm["p99"]),
+                         f"us p99; ours {format_ratio(ratio(ours['per_second'], pm['per_second']))}"])  # fmt: skip
+        rows.append(["  ours served as tlog-proof", format_rate(tl["per_second"]), "proofs/s", format_us(tl["p99"]), "us p99"])
+    big = r.get("big")
+    if big:
+        b, s = big["build"], big["serve"]
+        rows += [
+            [f"node at N={big['entries']:,}: ingest, sustained", format_rate(b["entries_per_s"]), "entries/s",
+             format_ratio(ratio(b["entries_per_s"], best2)), f"of {lib2} 2-thread"],
+            ["  peak RSS ingesting / serving", f"{b['peak_rss_mb']:.0f}", "MB", f"{s['peak_rss_mb']:.0f}", "MB"],
+            ["  ledger on disk", f"{big['disk_bytes_per_entry']:.0f}", "B/entry", f"{big['disk_bytes'] / 2**20:,.0f}", "MiB"],
+            ["  startup: open + first RPC", f"{s['open_and_first_rpc_s'] * 1000:.0f}", "ms",
+             f"{big['serve_process_startup_s'] * 1000:.0f}", "ms whole serve process"],
+            ["  gRPC tlog-proof p99 (serving node)", format_us(s["grpc_tlog_proof"]["p99"]), "us",
+             format_rate(s["grpc_tlog_proof"]["per_second"]), "proofs/s, 1 client"],
+        ]  # fmt: skip
+    print(format_table(["figure", "value", "unit", "ratio/p99", "against"], rows))
+    sizes = sorted(r["proofs"], key=int)
+    small, large = r["proofs"][sizes[0]], r["proofs"][sizes[-1]]
+    checks = [
+        Check(f"ingest in-process >= {INGEST_TARGET}x {lib2} 2-thread verification", ratio(ing["entries_per_s"], best2), INGEST_TARGET, True),
+        Check(f"proof p99 growth N={int(sizes[0]):,} -> {int(sizes[-1]):,} (raw)", ratio(large["ours_lmdb"]["p99"], small["ours_lmdb"]["p99"]), PROOF_GROWTH_LIMIT, False),
+        Check(f"proof p99 growth N={int(sizes[0]):,} -> {int(sizes[-1]):,} (tlog-proof)", ratio(large["ours_tlog_proof"]["p99"], small["ours_tlog_proof"]["p99"]), PROOF_GROWTH_LIMIT, False),
+    ]  # fmt: skip
+    if big:
+        rss = max(big["build"]["peak_rss_mb"], big["serve"]["peak_rss_mb"])
+        checks.append(Check(f"peak RSS at N={big['entries']:,} / {RSS_LIMIT_MB:g} MB", rss / RSS_LIMIT_MB, 1.0, False))
+        checks.append(Check(f"startup (open + first RPC) / {STARTUP_LIMIT_S:g} s", big["serve"]["open_and_first_rpc_s"] / STARTUP_LIMIT_S, 1.0, False))
+    print()
+    for c in checks:
+        print(c.line())
+    print("(gRPC under Locust: python -m loadtests.run_locust)")
+    return checks
+
+
+def run_all(cfg: Config, workdir: Path) -> dict[str, Any]:
+    rng = random.Random(cfg.seed)
+    r: dict[str, Any] = {}
+    _log("1. raw verification ...")
+    r["limit"] = measure_limit(cfg.limit_seconds)
+    _log(f"2. ingest in-process, {cfg.ingest_ops:,} operations ...")
+    entries = workload_entries(cfg.ingest_ops)
+    r["ingest_inprocess"] = measure_ingest_inprocess(entries, workdir, cfg.ingest_window).as_dict()
+    del entries
+    _log(f"3. ingest over gRPC, {cfg.grpc_ops:,} submissions by {cfg.grpc_holders} clients ...")
+    r["ingest_grpc"] = measure_ingest_grpc(cfg.grpc_holders, cfg.grpc_ops, workdir).as_dict()
+    _log("4. label verification ...")
+    r["labels"] = measure_labels(workdir, cfg.label_bound)
+    r["proofs"] = {}
+    for n in cfg.proof_sizes:
+        _log(f"5. proofs at N={n:,} ...")
+        r["proofs"][str(n)] = measure_proofs(n, cfg, workdir, rng)
+    if cfg.big:
+        _log(f"6. a node on {cfg.big:,} entries (generate, ingest, serve) ...")
+        r["big"] = measure_big(cfg.big, workdir, cfg.ingest_window)
+    return r
+
+
+def child_main(args: list[str]) -> int:
+    what = args[0]
+    if what == "generate":
+        _generate(Path(args[1]), int(args[2]))
+        print(json.dumps({"ok": True}))
+    elif what == "build":
+        print(json.dumps(_build(Path(args[1]), Path(args[2]), int(args[3]))))
+    elif what == "serve":
+        print(json.dumps(_serve(Path(args[1]), int(args[2]))))
+    else:
+        raise SystemExit(f"unknown child {what}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--child"]:
+        return child_main(argv[1:])
+    cfg = parse_args(argv)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_", dir=cfg.workdir) as tmp:
+            results = run_all(cfg, Path(tmp))
+    except BenchError as exc:
+        print(f"CORRECTNESS FAILURE, figures discarded: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    load = {"before": load_before, "after": os.getloadavg()}
+    info = machine_info()
+    print(f"loadtests.bench: {info['cpus']} CPUs, Python {info['python']}, "
+          + ", ".join(f"{k} {v}" for k, v in versions().items()))  # fmt: skip
+    print("load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}".format(*load["before"], *load["after"]))
+    checks = report(cfg, results)
+    busy = max(load["before"][0], load["after"][0])
+    if busy > (os.cpu_count() or 1) / 2:
+        print(f"WARNING: the machine was busy (1-min load average up to {busy:.1f}); figures include time lost to other processes.")
+    print(f"\ntotal run time {elapsed:.0f} s")
+    write_json(cfg.json_path, {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "machine": info, "versions": versions(), "load_average": load, "run_seconds": elapsed,
+        "results": results, "targets": [c.as_dict() for c in checks],
+    })  # fmt: skip
+    print(f"results written to {cfg.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

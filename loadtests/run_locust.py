@@ -1,0 +1,213 @@
+"""Run the Locust scenario headless against a fresh node, then check the ledger.
+
+``python -m loadtests.run_locust [--users 200] [--spawn-rate 50] [--duration 60]``
+
+1. ``carbonledger init`` a node directory in a temp dir, and ``carbonledger
+   serve`` it on a free loopback port (a subprocess, as in production);
+2. seed the scenario's organizations and units through the gRPC API, signed
+   by the authority key ``init`` generated (``loadtests._scenario``);
+3. run ``locust -f loadtests/locustfile.py --headless`` for the duration,
+   with CSV and HTML reports in ``loadtests/results/`` (``locust_*.csv``,
+   ``locust.html``);
+4. stop the node, then check that every acknowledged submission (the users
+   record each ``index sha256``) is in the ledger at that index with those
+   bytes, and that ``carbonledger audit`` of the ledger is clean;
+5. print the figures against issue 5's target: at least 2,000 submissions/s
+   sustained, p99 under 100 ms, zero failed requests.
+
+Exit status 0 only when both checks pass (the target is reported, not enforced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "loadtests" / "results"
+ORIGIN = "load.carbonledger.example/log"
+
+SUBMIT_TARGET = 2_000.0  # submissions/s
+P99_TARGET_MS = 100.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bin(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def start_node(node_dir: Path, port: int, extra: Sequence[str] = ()) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.main", "serve", str(node_dir), "--listen", f"127.0.0.1:{port}", *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise SystemExit("the node exited before listening")
+        if "listening on" in line:
+            return proc
+    proc.kill()
+    raise SystemExit("the node did not start listening within 60 s")
+
+
+def seed(target: str, node_dir: Path, holders: int) -> dict[str, Any]:
+    """Register the scenario's organizations and hand out their units."""
+    from client.sdk import LedgerClient
+    from ledger.keys import Signer
+    from loadtests._scenario import Network
+
+    init = json.loads((node_dir / "init.json").read_text())
+    authority = Signer.from_key((node_dir / "authority.key").read_text().strip())
+    salt = f"load-{os.getpid()}-{time.time_ns()}"
+    net = Network(holders, authority=authority, authority_id=init["authority"], salt=salt)
+    ops = net.setup_ops()
+    with LedgerClient(target, timeout=120) as client:
+        for lo in range(0, len(ops), 500):
+            results = client.submit_batch([op.entry for op in ops[lo : lo + 500]])
+            bad = [r for r in results if isinstance(r, Exception)]
+            if bad:
+                raise SystemExit(f"seeding was rejected: {bad[0]!r}")
+    return {"holders": net.holders, "salt": salt, "log_vkey": init["vkey"], "seed_entries": len(ops)}
+
+
+def run_locust(args: argparse.Namespace, target: str, seed_file: Path, acks_dir: Path) -> int:
+    prefix = RESULTS / "locust"
+    env = {**os.environ, "LOAD_SEED": str(seed_file), "LOAD_ACKS_DIR": str(acks_dir)}
+    cmd = [
+        _bin("locust"), "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
+        "--users", str(args.users), "--spawn-rate", str(args.spawn_rate), "--run-time", f"{args.duration}s",
+        "--host", target, "--csv", str(prefix), "--html", str(RESULTS / "locust.html"),
+        "--only-summary", "--stop-timeout", "10", "--exit-code-on-error", "0",
+    ]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+
+
+def check_acks(node_dir: Path, acks_dir: Path) -> tuple[int, list[str]]:
+    """Every acknowledged (index, digest) must be that entry of the ledger."""
+    from ledger.keys import Signer
+    from ledger.log import Ledger
+    from ledger.state import StateMachine
+
+    signer = Signer.from_key((node_dir / "node.key").read_text().strip())
+    problems: list[str] = []
+    count = 0
+    with Ledger.open(node_dir / "ledger", signer=signer, machine=StateMachine()) as ledger:
+        for path in sorted(acks_dir.glob("acks-*.txt")):
+            for line in path.read_text().splitlines():
+                index_text, digest = line.split()
+                index = int(index_text)
+                count += 1
+                try:
+                    got = hashlib.sha256(ledger.entry(index)).hexdigest()
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    problems.append(f"entry {index}: {exc}")
+                    continue
+                if got != digest:
+                    problems.append(f"entry {index}: digest {got} is not the acknowledged {digest}")
+    return count, problems
+
+
+def audit(node_dir: Path) -> tuple[bool, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "node.main", "audit", str(node_dir / "ledger"), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+
+def read_stats() -> dict[str, dict[str, str]]:
+    with (RESULTS / "locust_stats.csv").open() as f:
+        return {row["Name"]: row for row in csv.DictReader(f)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.run_locust", description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--users", type=int, default=200)
+    p.add_argument("--spawn-rate", type=float, default=50)
+    p.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
+    p.add_argument("--holders", type=int, help="organizations seeded for holder and supplier users (default: users)")
+    p.add_argument("--keep", action="store_true", help="keep the node directory")
+    args = p.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="locust_node_"))
+    node_dir, acks_dir = tmp / "node", tmp / "acks"
+    init = subprocess.run(
+        [sys.executable, "-m", "node.main", "init", str(node_dir), "--origin", ORIGIN, "--json"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (node_dir / "init.json").write_text(init.stdout)
+    port = _free_port()
+    target = f"127.0.0.1:{port}"
+    node = start_node(node_dir, port)
+    try:
+        info = seed(target, node_dir, args.holders or args.users)
+        seed_file = tmp / "seed.json"
+        seed_file.write_text(json.dumps(info))
+        print(f"node {target} seeded with {info['seed_entries']} entries, {len(info['holders'])} holders", flush=True)
+        rc = run_locust(args, target, seed_file, acks_dir)
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(30)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
+    acked, problems = check_acks(node_dir, acks_dir)
+    audit_ok, audit_text = audit(node_dir)
+    stats = read_stats()
+    print()
+    print(f"locust exit status {rc}")
+    for name in ("Submit", "GetLabel", "verify_label", "Reconcile", "Aggregated"):
+        row = stats.get(name)
+        if row:
+            print(
+                f"{name:14} {int(row['Request Count']):>8} requests  {int(row['Failure Count']):>5} failed  "
+                f"{float(row['Requests/s']):>8.1f}/s  p50 {row['50%']:>5} ms  p99 {row['99%']:>5} ms"
+            )
+    print(f"acknowledged entries checked in the ledger: {acked}, problems: {len(problems)}")
+    for line in problems[:10]:
+        print(f"  {line}")
+    print(f"audit: {'clean' if audit_ok else 'FAILED'}: {audit_text.splitlines()[-1] if audit_text else ''}")
+    submit = stats.get("Submit", {})
+    rate = float(submit.get("Requests/s", 0) or 0)
+    p99 = float(submit.get("99%", "inf") or "inf")
+    failures = int(stats.get("Aggregated", {}).get("Failure Count", 1) or 0)
+    for ok, text in (
+        (rate >= SUBMIT_TARGET, f"submissions/s {rate:,.0f} (>= {SUBMIT_TARGET:,.0f})"),
+        (p99 < P99_TARGET_MS, f"Submit p99 {p99:g} ms (< {P99_TARGET_MS:g} ms)"),
+        (failures == 0, f"failed requests {failures} (= 0)"),
+    ):
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    print(f"reports: {RESULTS / 'locust_stats.csv'}, {RESULTS / 'locust.html'}")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"node directory kept: {node_dir}")
+    return 0 if (not problems and audit_ok and acked > 0) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

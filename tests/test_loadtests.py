@@ -1,0 +1,63 @@
+"""The load-test harness must not rot: every measurement of ``loadtests.bench``
+runs here on tiny sizes (its own correctness checks included), and the
+Locust file imports. Nothing here asserts on wall-clock time."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests import bench
+from loadtests._harness import Bounded
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_measurements_on_tiny_sizes(tmp_path: Path) -> None:
+    cfg = bench.parse_args(["--quick", "--proofs", "20", "--proof-sizes", "300,600", "--big", "0"])
+    results = {
+        "limit": bench.measure_limit(0.05),
+        "ingest_inprocess": bench.measure_ingest_inprocess(bench.workload_entries(300), tmp_path, window=64).as_dict(),
+        "ingest_grpc": bench.measure_ingest_grpc(4, 40, tmp_path).as_dict(),
+        "labels": bench.measure_labels(tmp_path, Bounded(2, 5.0)),
+        "proofs": {str(n): bench.measure_proofs(n, cfg, tmp_path, random.Random(1)) for n in cfg.proof_sizes},
+    }
+    assert set(results["limit"]) == {"cryptography/1", "cryptography/2", "pynacl/1", "pynacl/2"}
+    assert results["ingest_inprocess"]["entries"] == 300
+    assert results["ingest_grpc"]["entries"] == 40
+    assert results["labels"]["signatures"] == 12
+    checks = bench.report(cfg, results)
+    assert [c.name.split()[0] for c in checks] == ["ingest", "proof", "proof"]
+
+
+@pytest.mark.slow
+def test_bench_node_scale_children(tmp_path: Path) -> None:
+    big = bench.measure_big(400, tmp_path, window=64)
+    assert big["entries"] == 400 == big["serve"]["tree_size"]
+    assert big["disk_bytes_per_entry"] > 0 and big["serve"]["peak_rss_mb"] > 0
+
+
+def test_bench_quick_arguments() -> None:
+    cfg = bench.parse_args(["--quick"])
+    assert cfg.proof_sizes == (1_000, 10_000) and cfg.big == 5_000
+    full = bench.parse_args([])
+    assert full.proof_sizes == (10_000, 100_000, 1_000_000) and full.big == 1_000_000
+
+
+def test_locustfile_imports() -> None:
+    # In a child process: importing it patches gRPC for gevent, which this
+    # test process must not be.
+    code = (
+        "import loadtests.locustfile as f; "
+        "users = [f.HolderUser, f.SupplierUser, f.VerifierUser, f.BuyerUser, f.ExchangeUser]; "
+        "print(sorted(u.weight for u in users))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 and "No module named 'locust'" in proc.stderr:
+        pytest.skip("locust is not installed (pip install -e .[load])")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[1, 1, 1, 3, 6]"
