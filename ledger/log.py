@@ -9,6 +9,7 @@ if anything fails, nothing of the batch is left behind.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -21,8 +22,10 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import LedgerError, MalformedError, NotFound, StorageError
 from ledger.keys import Signer
 from ledger.kv import EMPTY_STATE_DIGEST, KV, Overlay, fold_state_digest
+from ledger.leaf_index import LeafIndex
 from ledger.merkle import (
     EMPTY_ROOT,
+    LEAF_PREFIX,
     CompactRange,
     consistency_proof,
     inclusion_proof,
@@ -45,6 +48,7 @@ MAX_BATCH = 100_000
 _FORMAT_VERSION = b"carbonledger/ledger/v1"
 _NO_MACHINE = "none"
 _ZERO_HASH = bytes(32)
+_sha256 = hashlib.sha256
 #: Where ``submit(meta=...)`` items live in the metadata table, apart from the
 #: ledger's own keys (format, origin...).
 META_PREFIX = b"x/"
@@ -100,6 +104,18 @@ def open_tile_reader(txn: ReadTxn) -> ReadNode:
         return node
 
     return read_node
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What one append transaction produced, applied to the ledger's memory
+    only after it committed: per-entry results, the new head (None if no
+    entry was accepted), the new leaves, and the size of a leaf-index merge."""
+
+    results: list[Receipt | LedgerError]
+    head: _Head | None
+    leaves: dict[bytes, int]
+    merged_size: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +242,7 @@ class Ledger:
         note = txn.get(Table.CHECKPOINTS, u64(block.tree_size))
         if note is None:
             raise StorageError(f"no checkpoint for tree size {block.tree_size}")
+        self._leaves = LeafIndex.load(txn, block.tree_size)
         return _Head(block, block_hash(block), edge, note.decode())
 
     def _create(self) -> _Head:
@@ -244,6 +261,7 @@ class Ledger:
             txn.put(Table.CHECKPOINTS, u64(0), note.encode())
 
         self._store.run_write(work)
+        self._leaves = LeafIndex(0, {})
         return _Head(block, block_hash(block), CompactRange(), note)
 
     # -- appending ------------------------------------------------------
@@ -303,18 +321,19 @@ class Ledger:
             head = self._head
             now = max(head.block.time, int(self._clock()) if time is None else time)
 
-            def work(txn: WriteTxn) -> tuple[list[Receipt | LedgerError], _Head | None]:
-                out = self._write_batch(txn, head, now, entries, verified, all_or_nothing, prepared)
-                if check is not None and out[1] is not None:
-                    check(out[1].block)
+            def work(txn: WriteTxn) -> _Batch:
+                batch = self._write_batch(txn, head, now, entries, verified, all_or_nothing, prepared)
+                if check is not None and batch.head is not None:
+                    check(batch.head.block)
                 for key, value in (meta or {}).items():
                     txn.put(Table.META, META_PREFIX + key, value)
-                return out
+                return batch
 
-            results, new_head = self._store.run_write(work)
-            if new_head is not None:
-                self._head = new_head
-            return results
+            batch = self._store.run_write(work)
+            if batch.head is not None:
+                self._leaves.committed(batch.leaves, batch.merged_size)
+                self._head = batch.head
+            return batch.results
 
     def _write_batch(
         self,
@@ -325,23 +344,28 @@ class Ledger:
         verified: Sequence[frozenset[str] | None] | None,
         all_or_nothing: bool,
         prepared: Sequence[Any] | None = None,
-    ) -> tuple[list[Receipt | LedgerError], _Head | None]:
+    ) -> _Batch:
         first = head.edge.size
+        leaf_index = self._leaves
+        staged: dict[bytes, int] = {}
         state = txn.kv(Table.STATE)
         state_writes: list[tuple[bytes, bytes | None]] = []
         results: list[Receipt | LedgerError] = []
         accepted: list[bytes] = []
         leaves: list[bytes] = []
         machine = self._machine
+        hashes = [_sha256(LEAF_PREFIX + entry).digest() for entry in entries]
+        # Entries already in the log, found in one pass over sorted keys.
+        logged = leaf_index.find_many(txn, hashes)
         for i, entry in enumerate(entries):
-            lh = leaf_hash(entry)
-            index = first + len(accepted)
-            # One lookup both finds a duplicate (here or earlier in this
-            # batch) and reserves the leaf for this entry.
-            earlier = txn.put_new(Table.LEAVES, lh, u64(index))
+            lh = hashes[i]
+            earlier = logged.get(lh)
+            if earlier is None:
+                earlier = staged.get(lh)
             if earlier is not None:
-                results.append(Receipt(from_u64(earlier), duplicate=True))
+                results.append(Receipt(earlier, duplicate=True))
                 continue
+            index = first + len(accepted)
             applied = None
             if machine is not None:
                 overlay = Overlay(state)
@@ -355,16 +379,22 @@ class Ledger:
                 except LedgerError as exc:
                     if all_or_nothing:
                         raise
-                    txn.delete(Table.LEAVES, lh)
                     results.append(exc)
                     continue
                 overlay.commit_into(state)
                 state_writes.extend(overlay.writes)
             accepted.append(entry)
             leaves.append(lh)
+            staged[lh] = index
             results.append(Receipt(index, applied=applied))
         if not accepted:
-            return results, None
+            return _Batch(results, None, {}, None)
+        # Merge the in-memory tier of the leaf index while we hold a write
+        # transaction anyway (see ledger.leaf_index).
+        merged_size = None
+        if leaf_index.merge_due():
+            leaf_index.write_merge(txn, first)
+            merged_size = first
         txn.put_many(Table.ENTRIES, [(u64(first + j), e) for j, e in enumerate(accepted)], append=True)
         edge = head.edge.copy()
         tiles = TileWriter(lambda key: txn.get(Table.TILES, key), lambda key, value: txn.put(Table.TILES, key, value))
@@ -385,7 +415,7 @@ class Ledger:
         note = sign_checkpoint(Checkpoint(self._signer.name, edge.size, root), self._signer)
         txn.put(Table.BLOCKS, u64(block.height), encode_block(block), append=True)
         txn.put(Table.CHECKPOINTS, u64(edge.size), note.encode(), append=True)
-        return results, _Head(block, block_hash(block), edge, note)
+        return _Batch(results, _Head(block, block_hash(block), edge, note), staged, merged_size)
 
     # -- reading --------------------------------------------------------
 
@@ -432,10 +462,10 @@ class Ledger:
     def index_of(self, entry: bytes) -> int:
         """The index of an entry by its bytes."""
         with self._store.read() as txn:
-            value = txn.get(Table.LEAVES, leaf_hash(entry))
-        if value is None or from_u64(value) >= self.size:
+            index = self._leaves.find(txn, leaf_hash(entry))
+        if index is None or index >= self.size:
             raise NotFound("entry", leaf_hash(entry).hex())
-        return from_u64(value)
+        return index
 
     def block(self, height: int) -> Block:
         with self._store.read() as txn:

@@ -100,6 +100,22 @@ def test_tampering_is_found_and_named(tmp_path: Path, table: str, key: bytes, mu
     assert err.value.location == where
 
 
+def test_tampered_merged_leaf_index_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import leaf_index
+
+    monkeypatch.setattr(leaf_index, "MERGE_EVERY", 100)
+    make_ledger(tmp_path / "l")  # merges happen at the 150-entry batches
+    first = hashlib.sha256(b"\x00" + b"entry 0 ").digest()
+    tamper(tmp_path / "l", Table.LEAVES, first, lambda v: u64(3))
+    with pytest.raises(AuditDiscrepancy) as err:
+        audit(tmp_path / "l")
+    assert err.value.location == "entry 0"
+    tamper(tmp_path / "l", Table.LEAVES, first, lambda v: None)
+    with pytest.raises(AuditDiscrepancy) as err:
+        audit(tmp_path / "l")
+    assert err.value.location == "entry 0"
+
+
 def test_audit_with_a_foreign_key_fails(tmp_path: Path) -> None:
     make_ledger(tmp_path / "l", 10)
     store = LmdbStore(tmp_path / "l")

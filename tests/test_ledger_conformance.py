@@ -191,3 +191,23 @@ def test_lmdb_grows_while_readers_run(tmp_path: Path) -> None:
         assert errors == []
         assert led.store.map_size > start  # type: ignore[attr-defined]
         assert led.size == 401
+
+
+def test_leaf_index_merges_and_survives_reopen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idempotency across the two tiers of the leaf index and a reopen."""
+    from ledger import leaf_index
+    from ledger.audit import audit_store
+
+    monkeypatch.setattr(leaf_index, "MERGE_EVERY", 50)
+    data = entries(400)
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        for lo in range(0, 400, 30):
+            assert led.append(data[lo : lo + 30]) == list(range(lo, min(lo + 30, 400)))
+            # Every earlier entry is found again, merged or recent.
+            assert led.append([data[0], data[lo // 2], data[lo]]) == [0, lo // 2, lo]
+        merged = led._leaves.merged  # noqa: SLF001 - the test is about this tier split
+        assert 0 < merged < 400 and len(led._leaves.recent) == 400 - merged  # noqa: SLF001
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        assert [led.index_of(data[i]) for i in (0, merged - 1, merged, 399)] == [0, merged - 1, merged, 399]
+        assert led.append([data[7], data[399], b"new"]) == [7, 399, 400]
+        audit_store(led.store, verifier=SIGNER.verifier())

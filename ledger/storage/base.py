@@ -58,6 +58,10 @@ def from_u64(b: bytes) -> int:
 class ReadTxn(Protocol):
     def get(self, table: str, key: bytes) -> bytes | None: ...
 
+    def get_many(self, table: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        """The pairs among ``keys`` that exist. Sorted keys read fastest."""
+        ...
+
     def last(self, table: str) -> tuple[bytes, bytes] | None:
         """The pair with the greatest key, if any."""
         ...
@@ -79,11 +83,6 @@ class WriteTxn(ReadTxn, Protocol):
     def put_many(self, table: str, items: list[tuple[bytes, bytes]], *, append: bool = False) -> None:
         """Put many pairs in one call; ``append=True`` as for :meth:`put`,
         for keys given in ascending order."""
-        ...
-
-    def put_new(self, table: str, key: bytes, value: bytes) -> bytes | None:
-        """Insert ``key`` only if absent: ``None`` if inserted, else the
-        value already stored (which is left unchanged). One lookup, not two."""
         ...
 
     def delete(self, table: str, key: bytes) -> None: ...

@@ -31,6 +31,11 @@ class _Txn:
     def get(self, table: str, key: bytes) -> bytes | None:
         return self._kv(table).get(key)
 
+    def get_many(self, table: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        kv = self._kv(table)
+        found = {k: kv.get(k) for k in keys}
+        return {k: v for k, v in found.items() if v is not None}
+
     def last(self, table: str) -> tuple[bytes, bytes] | None:
         last = None
         for pair in self._kv(table).scan(b""):
@@ -51,12 +56,6 @@ class _Txn:
     def put_many(self, table: str, items: list[tuple[bytes, bytes]], *, append: bool = False) -> None:
         for key, value in items:
             self.put(table, key, value)
-
-    def put_new(self, table: str, key: bytes, value: bytes) -> bytes | None:
-        existing = self.get(table, key)
-        if existing is None:
-            self.put(table, key, value)
-        return existing
 
     def delete(self, table: str, key: bytes) -> None:
         if not self._writable:
