@@ -186,6 +186,10 @@ class CosignCollector:
     def _channel(self, peer: str) -> grpc.aio.Channel:
         ch = self._channels.get(peer)
         if ch is None:
-            ch = grpc.aio.insecure_channel(peer)
+            # A peer that restarts must be asked again within a round or two,
+            # not after gRPC's default reconnect backoff (up to two minutes).
+            ch = grpc.aio.insecure_channel(
+                peer, options=[("grpc.max_reconnect_backoff_ms", 1000), ("grpc.initial_reconnect_backoff_ms", 200)]
+            )
             self._channels[peer] = ch
         return ch

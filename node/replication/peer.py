@@ -7,6 +7,7 @@ Thin, as every servicer: validate, call the core, convert.
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any
 
 import grpc
@@ -22,10 +23,10 @@ from node.errors import Unimplemented
 from node.witness import Witness, WitnessRefused
 from node.witness_collector import CosignCollector
 
-__all__ = ["APPLIED_REVISION_KEY", "PeerServicer", "read_blocks"]
+__all__ = ["PeerServicer", "read_blocks"]
 
-#: ``Ledger.meta`` key of the last etcd revision applied (u64).
-APPLIED_REVISION_KEY = b"replication/revision"
+#: ``Ledger.meta`` key of the applied position (see node/replication/catchup.py).
+POSITION_KEY = b"replication/position"
 _MAX_BLOCKS = 256
 _MAX_BYTES = 4 << 20
 
@@ -66,8 +67,10 @@ def read_blocks(ledger: Ledger, first_height: int, known_size: int, max_blocks: 
         if 0 < known_size < size:
             out.consistency.extend(consistency_proof(open_tile_reader(txn), known_size, size))
         if block is None or block.height == head.height:
-            revision = txn.get(Table.META, META_PREFIX + APPLIED_REVISION_KEY)
-            out.applied_revision = int.from_bytes(revision, "big") if revision else 0
+            position = txn.get(Table.META, META_PREFIX + POSITION_KEY)
+            if position is not None and len(position) == 16:
+                out.has_position = True
+                out.applied_seq, out.applied_revision = struct.unpack(">QQ", bytes(position))
     return out
 
 

@@ -26,18 +26,22 @@ class BlockWithEntries(_message.Message):
     def __init__(self, block: _Optional[bytes] = ..., entries: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetBlocksResponse(_message.Message):
-    __slots__ = ("blocks", "checkpoint", "consistency", "head_height", "applied_revision")
+    __slots__ = ("blocks", "checkpoint", "consistency", "head_height", "has_position", "applied_seq", "applied_revision")
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     HEAD_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    HAS_POSITION_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
     blocks: _containers.RepeatedCompositeFieldContainer[BlockWithEntries]
     checkpoint: str
     consistency: _containers.RepeatedScalarFieldContainer[bytes]
     head_height: int
+    has_position: bool
+    applied_seq: int
     applied_revision: int
-    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockWithEntries, _Mapping]]] = ..., checkpoint: _Optional[str] = ..., consistency: _Optional[_Iterable[bytes]] = ..., head_height: _Optional[int] = ..., applied_revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockWithEntries, _Mapping]]] = ..., checkpoint: _Optional[str] = ..., consistency: _Optional[_Iterable[bytes]] = ..., head_height: _Optional[int] = ..., has_position: _Optional[bool] = ..., applied_seq: _Optional[int] = ..., applied_revision: _Optional[int] = ...) -> None: ...
 
 class AddCheckpointRequest(_message.Message):
     __slots__ = ("old_size", "consistency", "checkpoint")
@@ -110,7 +114,7 @@ class PeerRefusal(_message.Message):
     def __init__(self, peer: _Optional[str] = ..., tree_size: _Optional[int] = ..., kind: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("node_id", "applied_revision", "tree_size", "root_hash", "cosigned_size", "refusals", "blocks_from_peers")
+    __slots__ = ("node_id", "applied_revision", "tree_size", "root_hash", "cosigned_size", "refusals", "blocks_from_peers", "applied_seq")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +122,7 @@ class ClusterStatus(_message.Message):
     COSIGNED_SIZE_FIELD_NUMBER: _ClassVar[int]
     REFUSALS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FROM_PEERS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     applied_revision: int
     tree_size: int
@@ -125,4 +130,5 @@ class ClusterStatus(_message.Message):
     cosigned_size: int
     refusals: _containers.RepeatedCompositeFieldContainer[PeerRefusal]
     blocks_from_peers: int
-    def __init__(self, node_id: _Optional[str] = ..., applied_revision: _Optional[int] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., cosigned_size: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[PeerRefusal, _Mapping]]] = ..., blocks_from_peers: _Optional[int] = ...) -> None: ...
+    applied_seq: int
+    def __init__(self, node_id: _Optional[str] = ..., applied_revision: _Optional[int] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., cosigned_size: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[PeerRefusal, _Mapping]]] = ..., blocks_from_peers: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
