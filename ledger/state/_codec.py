@@ -81,7 +81,7 @@ def dec(data: bytes) -> Any:
 # hit is right whatever happened to the state since, including a discarded
 # Overlay; bounded by dropping everything when full.
 _SHARED: dict[bytes, Any] = {}
-_SHARED_MAX = 1 << 15
+_SHARED_MAX = 1 << 13  # footprint records are ~1 KiB: this bounds the cache to tens of MiB
 _CACHES: list[dict[bytes, Any]] = [_SHARED]
 
 

@@ -68,7 +68,7 @@ def owner_key(owner: str, kind: str, end: int) -> bytes:
 # the next entries read. Keyed by content, so always right; the values are
 # never mutated (see Segment). Bounded by dropping everything when full.
 _SEGMENTS: dict[bytes, tuple[int, dict[str, Any]]] = new_cache()
-_SEGMENTS_MAX = 1 << 16
+_SEGMENTS_MAX = 1 << 15
 
 
 def _decode(end_hex: bytes, raw: bytes) -> Segment:
