@@ -168,8 +168,8 @@ def _publish(tx: Tx) -> None:
         pf_id,
     )
     tx.put(tx.ctx.index, "fo", owner, pf_id)
-    for comp in components:
-        tx.put(tx.ctx.index, "fd", comp["pf"], pf_id)
+    for ref in components:
+        tx.put(tx.ctx.index, "fd", ref["pf"], pf_id)
     tx.emit("footprint.published", pf_id, owner)
     apply_claims(tx, "gec", gec, pf_id)
     apply_claims(tx, "ccer", ccer, pf_id)

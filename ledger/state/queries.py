@@ -233,6 +233,7 @@ def get_holdings(
         start = prefix + f"{kind}/{end_hex}".encode() + b"\x00"
     out: list[Holding] = []
     token: str | None = None
+    last_kind = last_end = ""  # set by the first pair; read only once out is full
     for k, raw in kv.scan(prefix, start):
         kind, _, end_hex = k[len(prefix) :].decode().partition("/")
         if len(out) == limit:
