@@ -119,6 +119,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# Built once (json.loads builds a decoder per call when given hooks); a
+# JSONDecoder keeps no state between calls, so one serves every thread.
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_float=_reject_float, parse_constant=_reject_constant
+)
+
+
 def load_json(data: bytes, *, what: str = "payload", max_bytes: int = MAX_PAYLOAD_BYTES) -> Any:
     """Parse strict JSON ``data`` (UTF-8, at most ``max_bytes``) or raise MalformedError."""
     if not isinstance(data, (bytes, bytearray)):
@@ -127,12 +134,7 @@ def load_json(data: bytes, *, what: str = "payload", max_bytes: int = MAX_PAYLOA
         raise MalformedError(what, f"larger than {max_bytes} bytes")
     try:
         text = bytes(data).decode("utf-8")
-        return json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_float=_reject_float,
-            parse_constant=_reject_constant,
-        )
+        return _STRICT_DECODER.decode(text)
     except MalformedError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
