@@ -5,19 +5,26 @@ Follows Locust's documented gRPC pattern: gRPC is made gevent-aware with
 every call goes through an interceptor that fires one Locust ``request``
 event per call (name = the RPC method, failures = any RPC error).
 
-The actors, in roughly the proportions of a live registry (``weight``):
+The actors, in roughly the proportions of a live registry (``weight`` shares
+the users among holders and suppliers; the others are a fixed few):
 
 - :class:`HolderUser` (6): a company trading and using its certificates:
   transfers GEC to other companies, retires (核销) GEC and cancels (注销)
   CCER credits for its plant;
 - :class:`SupplierUser` (3): a supplier that retires GEC and publishes PACT
   footprints claiming exactly what it retired, on its earlier footprints;
-- :class:`VerifierUser` (1): a verification body attesting footprints that
+- :class:`VerifierUser` (4 users): a verification body attesting footprints that
   suppliers got acknowledged;
-- :class:`BuyerUser` (1): fetches the carbon label of a published footprint
-  and verifies it offline against the log's key;
-- :class:`ExchangeUser` (1): reconciles its book of a holder's GEC against
-  the ledger.
+- :class:`BuyerUser` (4 users): fetches the carbon label of a published footprint
+  and verifies it offline against the log's key, about once a second (a
+  buyer scanning products, not a crawler);
+- :class:`ExchangeUser` (1 user): reconciles its book of a holder's GEC
+  against the ledger every 10 seconds (exchanges reconcile periodically; a
+  reconciliation replays the unit history of the kind, so it is the
+  heaviest read the node serves).
+
+Holders, suppliers and verifiers submit back to back (no think time): they
+stand for the many organizations of a busy registry.
 
 Each holder or supplier user signs as its own organization (seeded by
 ``run_locust``) and waits for every answer before its next operation, so its
@@ -46,7 +53,7 @@ from typing import Any
 
 import grpc
 from carbonledger.v1 import log_pb2, log_pb2_grpc, reconcile_pb2, reconcile_pb2_grpc
-from locust import User, constant, events, task
+from locust import User, constant, constant_pacing, events, task
 from locust.env import Environment
 
 from loadtests._scenario import HolderStream, Network, Op, attest_op
@@ -94,21 +101,44 @@ class _Shared:
         seed_path = os.environ.get("LOAD_SEED")
         self.seed: dict[str, Any] = json.loads(Path(seed_path).read_text()) if seed_path else {}
         self.net = Network(len(self.seed.get("holders", [])), salt=self.seed.get("salt", "carbonledger-load"))
-        # Holders are dealt out per process: with several processes, each
-        # takes the slice named by LOAD_PROCESS / LOAD_PROCESSES.
-        index, count = int(os.environ.get("LOAD_PROCESS", "0")), int(os.environ.get("LOAD_PROCESSES", "1"))
-        self.free = deque(self.net.holders[index::count])
+        self.acks_dir = Path(os.environ.get("LOAD_ACKS_DIR", "."))
         self.to_attest: deque[tuple[str, bytes]] = deque(maxlen=10_000)
         self.labels: deque[str] = deque(maxlen=200)
         self.verifiers = itertools.cycle(["VER1", "VER2"])
         self._acks: Any = None
         self._policy: Any = None
+        self._channels: list[Any] = []
+        self._next_channel = itertools.count()
+
+    def channel(self, target: str, environment: Environment) -> Any:
+        """One of a few channels the process's users share: HTTP/2 carries
+        many concurrent calls per connection, and a channel per user would
+        cost each its own connection and polling."""
+        if not self._channels:
+            count = int(os.environ.get("LOAD_CHANNELS", "4"))
+            self._channels = [
+                grpc.intercept_channel(grpc.insecure_channel(target), LocustInterceptor(environment))
+                for _ in range(count)
+            ]
+        return self._channels[next(self._next_channel) % len(self._channels)]
+
+    def claim_holder(self) -> str:
+        """A seeded holder no other user (in any Locust process) has: each is
+        claimed by creating its marker file exclusively."""
+        claims = self.acks_dir / "claims"
+        claims.mkdir(parents=True, exist_ok=True)
+        for holder in self.net.holders:
+            try:
+                os.close(os.open(claims / holder, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            return holder
+        raise RuntimeError("more holder and supplier users than seeded holders; seed more")
 
     def record(self, index: int, entry: bytes) -> None:
         if self._acks is None:
-            acks_dir = Path(os.environ.get("LOAD_ACKS_DIR", "."))
-            acks_dir.mkdir(parents=True, exist_ok=True)
-            self._acks = (acks_dir / f"acks-{os.getpid()}.txt").open("a", buffering=1 << 16)
+            self.acks_dir.mkdir(parents=True, exist_ok=True)
+            self._acks = (self.acks_dir / f"acks-{os.getpid()}.txt").open("a", buffering=1 << 16)
         self._acks.write(f"{index} {hashlib.sha256(entry).hexdigest()}\n")
 
     def flush(self) -> None:
@@ -152,15 +182,12 @@ class LedgerUser(User):  # type: ignore[misc]
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        self._channel = grpc.intercept_channel(
-            grpc.insecure_channel(self.host), LocustInterceptor(self.environment)
-        )
-        self.log = log_pb2_grpc.LogStub(self._channel)
-        self.reconcile_stub = reconcile_pb2_grpc.ReconcileStub(self._channel)
         self.shared = shared()
+        channel = self.shared.channel(self.host, self.environment)
+        self.log = log_pb2_grpc.LogStub(channel)
+        self.reconcile_stub = reconcile_pb2_grpc.ReconcileStub(channel)
 
     def on_stop(self) -> None:
-        self._channel.close()
         self.shared.flush()
 
     def submit(self, op: Op) -> log_pb2.SubmitResponse | None:
@@ -179,9 +206,7 @@ class _StreamUser(LedgerUser):
 
     def on_start(self) -> None:
         super().on_start()
-        if not self.shared.free:
-            raise RuntimeError("more holder and supplier users than seeded holders; seed more")
-        self.stream: HolderStream = self.shared.net.stream(self.shared.free.popleft())
+        self.stream: HolderStream = self.shared.net.stream(self.shared.claim_holder())
 
 
 class HolderUser(_StreamUser):
@@ -217,7 +242,7 @@ class SupplierUser(_StreamUser):
 
 
 class VerifierUser(LedgerUser):
-    weight = 1
+    fixed_count = 4
 
     @task
     def attest(self) -> None:
@@ -229,7 +254,8 @@ class VerifierUser(LedgerUser):
 
 
 class BuyerUser(LedgerUser):
-    weight = 1
+    fixed_count = 4
+    wait_time = constant_pacing(1.0)
 
     @task
     def fetch_and_verify_label(self) -> None:
@@ -256,7 +282,8 @@ class BuyerUser(LedgerUser):
 
 
 class ExchangeUser(LedgerUser):
-    weight = 1
+    fixed_count = 1
+    wait_time = constant_pacing(10.0)
 
     @task
     def reconcile(self) -> None:
@@ -265,9 +292,10 @@ class ExchangeUser(LedgerUser):
             return
         i = random.randrange(len(holders))
         per = Network.GEC_PER_HOLDER
-        # The exchange's book: the holder's whole seeded range (the ledger
-        # reports whatever moved since as mismatches, with proving entries).
-        row = reconcile_pb2.BookRow(account=holders[i], kind="gec", start=i * per, end=(i + 1) * per)
+        # The exchange's book: the first 1,000 units it recorded for the
+        # holder (the ledger reports whatever moved since as mismatches,
+        # with the entries that prove its side).
+        row = reconcile_pb2.BookRow(account=holders[i], kind="gec", start=i * per, end=i * per + 1000)
         try:
             self.reconcile_stub.Reconcile(reconcile_pb2.ReconcileRequest(rows=[row], page_size=50), timeout=_TIMEOUT)
         except grpc.RpcError:

@@ -100,6 +100,8 @@ def run_locust(args: argparse.Namespace, target: str, seed_file: Path, acks_dir:
         "--host", target, "--csv", str(prefix), "--html", str(RESULTS / "locust.html"),
         "--only-summary", "--stop-timeout", "10", "--exit-code-on-error", "0",
     ]  # fmt: skip
+    if args.processes != 1:
+        cmd += ["--processes", str(args.processes)]
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
 
@@ -147,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--spawn-rate", type=float, default=50)
     p.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
     p.add_argument("--holders", type=int, help="organizations seeded for holder and supplier users (default: users)")
+    p.add_argument("--processes", type=int, default=1, help="Locust worker processes (-1: one per CPU)")
     p.add_argument("--keep", action="store_true", help="keep the node directory")
     args = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
