@@ -54,7 +54,7 @@ def test_locustfile_imports() -> None:
     code = (
         "import loadtests.locustfile as f; "
         "users = [f.HolderUser, f.SupplierUser, f.VerifierUser, f.BuyerUser, f.ExchangeUser]; "
-        "print(sorted(getattr(u, "fixed_count", 0) or u.weight for u in users))"
+        "print(sorted(getattr(u, 'fixed_count', 0) or u.weight for u in users))"
     )
     proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0 and "No module named 'locust'" in proc.stderr:
