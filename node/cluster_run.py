@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
                  "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer[i]}",
                  "--initial-cluster", initial, "--initial-cluster-state", "new", "--log-level", "warn",
                  "--logger", "zap"],
-                stdout=open(base / f"etcd{i}.log", "ab"), stderr=subprocess.STDOUT,
+                stdout=open(base / f"etcd{i}.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115 - the child keeps it
             ))  # fmt: skip
         cli = [sys.executable, "-m", "node.main"]
         if fresh:
@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
                  "--node-id", f"node{i}", *peers, "--policy", str(base / "cluster.policy"),
                  "--witness-key", str(base / f"node{i}" / "witness.key"),
                  *(["--witness-http", "127.0.0.1:0"] if i == 0 else [])],
-                stdout=subprocess.PIPE, stderr=open(base / f"node{i}.log", "a"), text=True,
+                stdout=subprocess.PIPE, stderr=open(base / f"node{i}.log", "a"), text=True,  # noqa: SIM115
             ))  # fmt: skip
             out = procs[-1].stdout
             assert out is not None
@@ -90,8 +90,8 @@ nodes:        {' '.join(targets)}   (state and logs in {base})
 policy:       {base / 'cluster.policy'}  (2 of 3 node witnesses)
 
 Try:
-  carbonledger --target {targets[0]} checkpoint
-  carbonledger --target {targets[1]} ...   # any node takes writes; all apply the same order
+  CARBONLEDGER_NODE={targets[1]} carbonledger --help   # client verbs take --node; any node takes
+                                                        # writes, and all apply the same order
   grpcurl -plaintext {targets[2]} carbonledger.v1.Peer/GetClusterStatus
   grpcurl -plaintext -d '{{"min_cosignatures": 2}}' {targets[0]} carbonledger.v1.Peer/GetCosignedCheckpoint
 Kill a node or an etcd member (kill -9 <pid>) and watch the others go on.
@@ -101,6 +101,7 @@ Ctrl-C stops everything.""", flush=True)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)

@@ -42,7 +42,14 @@ from typing import Any
 
 from ledger._b64 import b64decode, b64encode
 from ledger.checkpoint import Checkpoint, cosign_checkpoint, parse_checkpoint
-from ledger.errors import InvalidProof, InvalidSignature, LedgerError, MalformedError, RootMismatch, StorageError
+from ledger.errors import (
+    InvalidProof,
+    InvalidSignature,
+    LedgerError,
+    MalformedError,
+    RootMismatch,
+    StorageError,
+)
 from ledger.keys import Signer, Verifier
 from ledger.log import Ledger
 from ledger.merkle import verify_consistency
@@ -271,11 +278,10 @@ class Witness:
         if cp.size > size:
             raise WitnessRefused("not_yet", f"this witness has applied {size} entries, not yet {cp.size}")
         latest = self._latest.get(cp.origin)
-        if latest is not None and latest.size <= size:
-            # The witness's own tree must still hold what it cosigned; if not,
-            # its store changed under it and it must stop vouching.
-            if not hmac.compare_digest(local.root(latest.size), latest.root):
-                raise StorageError(f"this node's tree no longer matches the root it cosigned at size {latest.size}")
+        # The witness's own tree must still hold what it cosigned; if not, its
+        # store changed under it and it must stop vouching.
+        if latest is not None and latest.size <= size and not hmac.compare_digest(local.root(latest.size), latest.root):
+            raise StorageError(f"this node's tree no longer matches the root it cosigned at size {latest.size}")
         ours = local.root(cp.size)
         if not hmac.compare_digest(ours, cp.root_hash):
             mine = local.checkpoint(cp.size)

@@ -115,7 +115,7 @@ class CosignCollector:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def collect_once(self) -> None:

@@ -23,7 +23,13 @@ from ledger.note import parse_note
 from ledger.policy import parse_policy, verify_checkpoint_policy
 from ledger.tlog_proof import verify_tlog_proof
 from node.replication.peer import PeerServicer
-from node.witness import Witness, WitnessRefused, format_add_checkpoint, merge_cosignatures, parse_add_checkpoint
+from node.witness import (
+    Witness,
+    WitnessRefused,
+    format_add_checkpoint,
+    merge_cosignatures,
+    parse_add_checkpoint,
+)
 from node.witness_collector import CosignCollector
 from node.witness_http import WitnessHttpServer
 from tests.test_node_support import RunningNode

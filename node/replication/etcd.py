@@ -85,14 +85,14 @@ class EtcdOrdering:
                 pass
         try:
             await asyncio.wait_for(self._client.close(), 3)
-        except (Exception, asyncio.TimeoutError):  # noqa: BLE001 - closing a broken channel
+        except (TimeoutError, Exception):  # noqa: BLE001, S110 - closing a broken channel: nothing to report
             pass
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             await self._client.connect()
             return await asyncio.wait_for(fn(), self._timeout)
-        except (grpc.RpcError, aetcd.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, grpc.RpcError, aetcd.ClientError, OSError) as exc:
             detail = exc.details() if isinstance(exc, grpc.RpcError) else (str(exc) or type(exc).__name__)  # type: ignore[attr-defined]
             raise OrderingUnavailable(f"etcd unavailable ({what}): {detail}") from None
 
@@ -112,7 +112,7 @@ class EtcdOrdering:
                 success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=record))],
                 failure=[rpc.RequestOp(request_range=last)],
             )
-            response = await self._call("put", lambda: self._client.kvstub.Txn(request, timeout=self._timeout))
+            response = await self._call("put", lambda r=request: self._client.kvstub.Txn(r, timeout=self._timeout))
             if response.succeeded:
                 return seq, response.header.revision
             kvs = response.responses[0].response_range.kvs

@@ -44,7 +44,13 @@ from ledger.errors import LedgerError, MalformedError, StorageError
 from ledger.keys import Verifier
 from ledger.log import Ledger, Receipt
 from node.committer import CommitListener, Committed, GroupCommitter
-from node.replication.catchup import CATCHING_UP, POSITION_KEY, catch_up, decode_position, encode_position
+from node.replication.catchup import (
+    CATCHING_UP,
+    POSITION_KEY,
+    catch_up,
+    decode_position,
+    encode_position,
+)
 from node.replication.etcd import EtcdOrdering, OrderingUnavailable
 from node.replication.records import BatchRecord, decode_record, encode_record, split_batch
 
@@ -117,7 +123,7 @@ class Replicator:
         for task in self._tasks:
             try:
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping; errors were logged
                 pass
         self._tasks = []
         await self._etcd.close()
@@ -150,7 +156,7 @@ class Replicator:
                 self._next_seq = max(self._next_seq, seq + 1)
                 self._etcd.changed.set()
                 out.extend(await asyncio.wait_for(asyncio.shield(future), self._apply_timeout))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise OrderingUnavailable("the batch was ordered but not applied here in time; retry") from None
             finally:
                 self._waiting.pop(batch_id, None)
@@ -184,7 +190,7 @@ class Replicator:
                     self._etcd.changed.clear()
                     try:
                         await asyncio.wait_for(self._etcd.changed.wait(), 1.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
             except asyncio.CancelledError:
                 raise
