@@ -156,7 +156,11 @@ async def _serve(args: argparse.Namespace) -> None:
             from node.cluster import ClusterNode
 
             cluster = ClusterNode(led, config)
-            hooks = {"committer_factory": cluster.committer_factory, "register": cluster.register}
+            hooks = {
+                "committer_factory": cluster.committer_factory,
+                "register": cluster.register,
+                "label_builder": cluster.label_builder,
+            }
         server, port = create_server(
             args.listen, led, tls=tls, metrics_port=args.metrics_port,
             max_pending=args.max_pending, max_batch=args.max_batch, **hooks,

@@ -27,6 +27,7 @@ from ledger.keys import Signer, Verifier
 from ledger.log import Ledger
 from ledger.policy import Policy
 from node.committer import GroupCommitter
+from node.label_builder import witnessed_label_builder
 from node.replication.peer import PeerServicer
 from node.witness import Witness
 from node.witness_collector import CosignCollector
@@ -100,6 +101,12 @@ class ClusterNode:
         from node.replication.replicator import ReplicatedCommitter
 
         return ReplicatedCommitter(ledger, self.replicator, **kwargs)
+
+    def label_builder(self, ledger: Ledger, footprint_id: str, tree_size: int) -> tuple[bytes, str]:
+        """Labels against the newest checkpoint peers have cosigned, so they
+        verify under the cluster's k-of-n policy."""
+        cosigned = self.collector.cosigned_at_most if self.collector is not None else (lambda size: None)
+        return witnessed_label_builder(cosigned)(ledger, footprint_id, tree_size)
 
     def register(self, server: grpc.aio.Server, committer: GroupCommitter) -> list[str]:
         status = self.replicator.fill_status if self.replicator is not None else None

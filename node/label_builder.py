@@ -11,22 +11,28 @@ the node's ``label_builder`` hook around it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from client.label import LABEL_MEDIA_TYPE, MAX_LABEL_DEPTH, LabelEntry, LabelNode, format_label
 from ledger.errors import NotFound
 from ledger.kv import KV
 from ledger.log import Ledger
 from ledger.state.queries import get_footprint
 from ledger.state.ranges import covering
-from ledger.tlog_proof import parse_tlog_proof
+from ledger.tlog_proof import TlogProof
+from node.labels import LabelBuilder
 
-__all__ = ["build_label", "label_builder"]
+__all__ = ["build_label", "label_builder", "witnessed_label_builder"]
 
 
 class _Builder:
-    def __init__(self, ledger: Ledger, kv: KV, size: int) -> None:
+    def __init__(self, ledger: Ledger, kv: KV, size: int, checkpoint_note: str | None) -> None:
         self.ledger = ledger
         self.kv = kv
         self.size = size
+        # The checkpoint every proof is against: the log's own signed note,
+        # or one that also carries witness cosignatures.
+        self.checkpoint_note = checkpoint_note or ledger.checkpoint(size)
         # A footprint may sit twice in a tree (a DAG of suppliers): fetch and
         # prove each entry once.
         self.entries: dict[int, LabelEntry] = {}
@@ -34,7 +40,7 @@ class _Builder:
     def entry(self, index: int) -> LabelEntry:
         got = self.entries.get(index)
         if got is None:
-            proof = parse_tlog_proof(self.ledger.tlog_proof(index, self.size))
+            proof = TlogProof(index, tuple(self.ledger.inclusion_proof(index, self.size)), self.checkpoint_note)
             got = self.entries[index] = LabelEntry(self.ledger.entry(index), proof)
         return got
 
@@ -68,10 +74,16 @@ class _Builder:
         )
 
 
-def build_label(ledger: Ledger, footprint_id: str, tree_size: int | None = None) -> bytes:
+def build_label(
+    ledger: Ledger, footprint_id: str, tree_size: int | None = None, *, checkpoint_note: str | None = None
+) -> bytes:
     """The label file of ``footprint_id``, every proof against ``tree_size``
     (default: the current size). Raises NotFound for an unknown footprint or
     one published at or after ``tree_size``.
+
+    ``checkpoint_note`` replaces the log's own checkpoint note for that size,
+    e.g. with one carrying witness cosignatures; it must be for ``tree_size``
+    (a label verifier rejects proofs that do not match their checkpoint).
     """
     size = ledger.size if tree_size is None else tree_size
     if not 0 < size <= ledger.size:
@@ -79,10 +91,35 @@ def build_label(ledger: Ledger, footprint_id: str, tree_size: int | None = None)
     # The state snapshot is taken after the size is read, so it holds every
     # entry below ``size``; anything newer is filtered out by index.
     with ledger.state() as kv:
-        node = _Builder(ledger, kv, size).node(footprint_id.lower(), 0)
+        node = _Builder(ledger, kv, size, checkpoint_note).node(footprint_id.lower(), 0)
     return format_label(node)
 
 
 def label_builder(ledger: Ledger, footprint_id: str, tree_size: int) -> tuple[bytes, str]:
     """The node's ``label_builder`` hook (see :mod:`node.labels`)."""
     return build_label(ledger, footprint_id, tree_size), LABEL_MEDIA_TYPE
+
+
+CosignedSource = Callable[[int], tuple[int, str] | None]
+
+
+def witnessed_label_builder(cosigned: CosignedSource) -> LabelBuilder:
+    """A ``label_builder`` hook whose labels carry witness cosignatures.
+
+    ``cosigned(size)`` gives the newest witnessed checkpoint at or below
+    ``size`` as ``(its size, note)``. The label is built at that size, so a
+    buyer's k-of-n tlog-policy can check it offline; a footprint newer than
+    every witnessed checkpoint gets a label with the log's signature only.
+    """
+
+    def build(ledger: Ledger, footprint_id: str, tree_size: int) -> tuple[bytes, str]:
+        found = cosigned(tree_size)
+        if found is not None:
+            size, note = found
+            try:
+                return build_label(ledger, footprint_id, size, checkpoint_note=note), LABEL_MEDIA_TYPE
+            except NotFound:
+                pass  # Published after the newest witnessed size.
+        return build_label(ledger, footprint_id, tree_size), LABEL_MEDIA_TYPE
+
+    return build

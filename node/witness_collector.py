@@ -100,6 +100,14 @@ class CosignCollector:
                 return size, note, names
         return None
 
+    def cosigned_at_most(self, size: int, min_cosignatures: int = 1) -> tuple[int, str] | None:
+        """The newest collected checkpoint of at most ``size`` with at least
+        ``min_cosignatures`` trusted cosignatures: (its size, note)."""
+        for have in sorted(self._notes, reverse=True):
+            if have <= size and len(self._cosigners(self._notes[have])) >= min_cosignatures:
+                return have, self._notes[have]
+        return None
+
     def _cosigners(self, note: str) -> list[str]:
         signed = parse_note(note)
         return [s.name for s in signed.signatures if (s.name, s.keyid) in self._witnesses]

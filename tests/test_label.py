@@ -555,6 +555,31 @@ def test_witness_quorum(ledger: Ledger, car_label: bytes) -> None:
     assert "cosigned by W" in report.summary()
 
 
+def test_witnessed_builder_labels_verify_under_the_witness_policy(ledger: Ledger) -> None:
+    """The cluster's label builder puts a cosigned checkpoint in the label."""
+    from node.label_builder import witnessed_label_builder
+
+    witnessed_policy = parse_policy(f"log {ledger.vkey}\nwitness W {WITNESS.vkey}\nquorum W\n")
+    # A witness has cosigned an older size only: labels are built there.
+    old_size = ledger.size - 1
+    note = cosign_checkpoint(ledger.checkpoint(old_size), WITNESS, 1_700_000_000)
+    asked: list[int] = []
+
+    def cosigned(size: int) -> tuple[int, str] | None:
+        asked.append(size)
+        return (old_size, note) if size >= old_size else None
+
+    build = witnessed_label_builder(cosigned)
+    data, _ = build(ledger, CAR, ledger.size)
+    report = verify_label(data, witnessed_policy)
+    assert asked == [ledger.size]
+    assert (report.checkpoint.size, report.checkpoint.witnesses) == (old_size, ("W",))
+    # Nothing witnessed yet: the label has the log's signature only.
+    plain, _ = witnessed_label_builder(lambda size: None)(ledger, CAR, ledger.size)
+    with pytest.raises(QuorumNotMet):
+        verify_label(plain, witnessed_policy)
+
+
 def _cosign(proof_text: str) -> str:
     p = parse_tlog_proof(proof_text)
     return format_tlog_proof(
