@@ -41,12 +41,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from ledger.envelope import parse_envelope, verified_keys
@@ -134,7 +135,16 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._workers = verify_workers
         self._metrics = metrics
-        self._verify_pool = ThreadPoolExecutor(verify_workers, thread_name_prefix="verify")
+        # Preparation workers take chunks from one queue. Not a
+        # ThreadPoolExecutor: its per-task future, locks and done-callback
+        # cost the event loop more than a small chunk's parsing.
+        self._chunks: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._verify_threads = [
+            threading.Thread(target=self._prepare_worker, name=f"verify_{i}", daemon=True)
+            for i in range(verify_workers)
+        ]
+        for t in self._verify_threads:
+            t.start()
         # One writer thread: the ledger serialises appends anyway, and a
         # single thread keeps the commit order equal to the queue order.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="commit")
@@ -169,7 +179,10 @@ class GroupCommitter:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        self._verify_pool.shutdown(wait=True)
+        for _ in self._verify_threads:
+            self._chunks.put(None)
+        for t in self._verify_threads:
+            t.join()
         self._writer.shutdown(wait=True)
 
     def add_listener(self, listener: CommitListener) -> None:
@@ -250,23 +263,23 @@ class GroupCommitter:
             return
         size = min(_PREPARE_CHUNK, math.ceil(len(backlog) / self._workers))
         for lo in range(0, len(backlog), size):
-            chunk = backlog[lo : lo + size]
-            job = self._verify_pool.submit(_prepare_many, self._machine, [p.entry for p in chunk])
-            job.add_done_callback(partial(self._prepared_threadsafe, chunk))
+            self._chunks.put(backlog[lo : lo + size])
 
-    def _prepared_threadsafe(self, chunk: list[_Pending], job: Future[Any]) -> None:
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(self._prepared, chunk, job)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
+    def _prepare_worker(self) -> None:
+        """A preparation thread: prepare chunks until told to stop (None)."""
+        while (chunk := self._chunks.get()) is not None:
+            try:
+                results: list[Any] = _prepare_many(self._machine, [p.entry for p in chunk])
+            except BaseException as exc:  # noqa: BLE001 - a bug in preparation: fail these callers, not the node
+                _log.error("preparation failed", exc_info=exc)
+                results = [exc] * len(chunk)
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(self._prepared, chunk, results)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
 
-    def _prepared(self, chunk: list[_Pending], job: Future[Any]) -> None:
-        try:
-            results = job.result()
-        except BaseException as exc:  # noqa: BLE001 - a bug in preparation: fail these callers, not the node
-            _log.error("preparation failed", exc_info=exc)
-            results = [exc] * len(chunk)
+    def _prepared(self, chunk: list[_Pending], results: list[Any]) -> None:
         rejected = 0
         for p, result in zip(chunk, results):
             p.checked = True
