@@ -15,9 +15,9 @@ it measures and prints:
    ``loadtests.bench_state``), submitted one envelope per call like RPCs, in
    order, with a bounded window in flight;
 3. **ingest, gRPC on loopback**: the same path behind a real gRPC server in
-   this process, driven by concurrent ``grpc.aio`` clients, each an
-   independent holder submitting its own operations one at a time
-   (``loadtests._scenario``);
+   this process, driven by concurrent ``grpc.aio`` clients in a child
+   process, each an independent holder submitting its own operations one at
+   a time (``loadtests._scenario``);
 4. **label verification**: offline :func:`client.label.verify_label` of a
    3-level supply chain (steel -> door -> car) with attestations and GEC/CCER
    claims, as a ratio to the raw verifications it needs;
@@ -396,10 +396,13 @@ class NodeThread:
 
 def measure_ingest_grpc(holders: int, total: int, workdir: Path) -> IngestResult:
     """Submissions/s over gRPC on loopback: ``holders`` concurrent clients, each
-    submitting its own operations one at a time (``Submit``, one envelope)."""
-    import grpc
-    from carbonledger.v1 import log_pb2, log_pb2_grpc
+    submitting its own operations one at a time (``Submit``, one envelope).
 
+    The node runs in this process; the clients run in a child process, as
+    they would on other machines, so they do not share the node's GIL (they
+    do share this machine's cores). Every envelope is signed before the
+    clock starts: the clients' signing is not the node's work.
+    """
     from ledger.keys import Signer
     from ledger.log import Ledger
     from ledger.state import StateMachine
@@ -412,7 +415,29 @@ def measure_ingest_grpc(holders: int, total: int, workdir: Path) -> IngestResult
     height = ledger.head.height
     node = NodeThread(ledger)
     per_holder = max(1, total // holders)
-    # Sign everything first: the clients' signing is not the node's work.
+    try:
+        out = _child(["grpc-clients", node.target, str(holders), str(per_holder)])
+    finally:
+        node.stop()
+    n = per_holder * holders
+    try:
+        if ledger.size - first != n or out["acknowledged"] != n:
+            raise BenchError(f"gRPC ingest: {ledger.size - first} entries appended, {out['acknowledged']} acknowledged")
+        groups = ledger.head.height - height
+    finally:
+        ledger.close()
+    return IngestResult(n, out["seconds"], groups, LatencyStats(**out["latency"]), out["kinds"])
+
+
+def _grpc_clients(target: str, holders: int, per_holder: int) -> dict[str, Any]:
+    """Child: sign each holder's operations, then submit them concurrently,
+    each holder one call at a time, over a few channels."""
+    import grpc
+    from carbonledger.v1 import log_pb2, log_pb2_grpc
+
+    from loadtests._scenario import Network
+
+    net = Network(holders)
     streams = [net.stream(h) for h in net.holders]
     ops = [[s.next() for _ in range(per_holder)] for s in streams]
     kinds: dict[str, int] = {}
@@ -429,7 +454,7 @@ def measure_ingest_grpc(holders: int, total: int, workdir: Path) -> IngestResult
     async def run() -> tuple[float, list[float]]:
         latencies: list[float] = []
         # A few channels, as several client machines would have.
-        channels = [grpc.aio.insecure_channel(node.target) for _ in range(4)]
+        channels = [grpc.aio.insecure_channel(target) for _ in range(4)]
         try:
             stubs = [log_pb2_grpc.LogStub(c) for c in channels]
             await asyncio.gather(*(c.channel_ready() for c in channels))
@@ -440,18 +465,8 @@ def measure_ingest_grpc(holders: int, total: int, workdir: Path) -> IngestResult
             for c in channels:
                 await c.close()
 
-    try:
-        seconds, latencies = asyncio.run(run())
-    finally:
-        node.stop()
-    n = per_holder * holders
-    try:
-        if ledger.size - first != n:
-            raise BenchError(f"gRPC ingest: {ledger.size - first} entries appended, {n} acknowledged")
-        groups = ledger.head.height - height
-    finally:
-        ledger.close()
-    return IngestResult(n, seconds, groups, LatencyStats.of(latencies), kinds)
+    seconds, latencies = asyncio.run(run())
+    return {"seconds": seconds, "acknowledged": len(latencies), "latency": LatencyStats.of(latencies).as_dict(), "kinds": kinds}
 
 
 # -- 4. label verification ---------------------------------------------------
@@ -896,6 +911,8 @@ def child_main(args: list[str]) -> int:
         print(json.dumps({"ok": True}))
     elif what == "build":
         print(json.dumps(_build(Path(args[1]), Path(args[2]), int(args[3]))))
+    elif what == "grpc-clients":
+        print(json.dumps(_grpc_clients(args[1], int(args[2]), int(args[3]))))
     elif what == "serve":
         print(json.dumps(_serve(Path(args[1]), int(args[2]))))
     else:
