@@ -45,11 +45,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ledger._b64 import b64decode, b64encode
+from ledger._json import canonical_dumps, strict_loads
 from ledger.checkpoint import Checkpoint
 from ledger.envelope import MAX_ENVELOPE_SIZE, parse_envelope, verified_keys
 from ledger.errors import (
@@ -171,20 +171,7 @@ def _node_json(node: LabelNode) -> dict[str, Any]:
 def format_label(node: LabelNode) -> bytes:
     """The canonical label file of ``node``: compact JSON, sorted keys, ASCII."""
     doc = {"mediaType": LABEL_MEDIA_TYPE, "version": LABEL_VERSION, **_node_json(node)}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise MalformedError("label", f"duplicate JSON key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise MalformedError("label", f"JSON constant {name} is not allowed")
+    return canonical_dumps(doc)
 
 
 class _Parser:
@@ -258,20 +245,7 @@ def parse_label(data: bytes) -> LabelNode:
     caps, or an encoding other than the canonical one of :func:`format_label`.
     Nothing is verified here.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("label", "must be bytes")
-    if len(data) > MAX_LABEL_SIZE:
-        raise MalformedError("label", f"larger than {MAX_LABEL_SIZE} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedError("label", "not valid UTF-8") from None
-    try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except MalformedError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise MalformedError("label", f"not JSON: {exc}") from None
+    doc = strict_loads(data, what="label", max_bytes=MAX_LABEL_SIZE)
     parser = _Parser()
     top = parser.fields(doc, _TOP_FIELDS, "label")
     if top["mediaType"] != LABEL_MEDIA_TYPE:

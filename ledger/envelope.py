@@ -28,7 +28,6 @@ This ledger fixes what the DSSE specification leaves open:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from nacl.bindings import crypto_sign_open as _sodium_sign_open
 from nacl.exceptions import BadSignatureError as _SodiumBadSignature
 
 from ledger._b64 import b64decode, b64encode
+from ledger._json import canonical_dumps, strict_loads
 from ledger.errors import InvalidSignature, MalformedError
 from ledger.keys import ALG_ED25519, MAX_KEY_TEXT, Signer, Verifier
 
@@ -141,20 +141,7 @@ def encode_envelope(env: Envelope) -> bytes:
         "payloadType": env.payload_type,
         "signatures": [{"keyid": s.keyid, "sig": b64encode(s.sig)} for s in env.signatures],
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise MalformedError("envelope", f"duplicate JSON key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise MalformedError("envelope", f"JSON constant {name} is not allowed")
+    return canonical_dumps(doc)
 
 
 def _fields(obj: object, want: set[str], what: str) -> dict[str, Any]:
@@ -182,22 +169,7 @@ def parse_envelope(data: bytes) -> Envelope:
     """
     if not isinstance(data, bytes):
         raise MalformedError("envelope", "must be bytes")
-    if len(data) > MAX_ENVELOPE_SIZE:
-        raise MalformedError("envelope", f"larger than {MAX_ENVELOPE_SIZE} bytes")
-    try:
-        # json.loads(bytes) would guess UTF-16 or UTF-32 from the first
-        # bytes; decoding first pins UTF-8, and a BOM is refused below.
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedError("envelope", "not valid UTF-8") from None
-    if text.startswith("\ufeff"):
-        raise MalformedError("envelope", "byte order mark not allowed")
-    try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except MalformedError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise MalformedError("envelope", f"not JSON: {exc}") from None
+    doc = strict_loads(data, what="envelope", max_bytes=MAX_ENVELOPE_SIZE)
     obj = _fields(doc, {"payload", "payloadType", "signatures"}, "envelope")
     payload = b64decode(_string(obj["payload"], "envelope payload"), what="envelope payload")
     payload_type = _string(obj["payloadType"], "envelope payloadType")

@@ -11,37 +11,37 @@ or ``ValueError`` ever reaches a caller.
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from ledger._json import strict_loads
 from ledger.errors import MalformedError
 
 __all__ = [
-    "MAX_PAYLOAD_BYTES",
     "MAX_LIST",
+    "MAX_PAYLOAD_BYTES",
     "MAX_SERIAL",
-    "StrictModel",
-    "load_json",
-    "validate_model",
-    "parse_datetime",
-    "Id",
-    "Name",
-    "Text",
-    "LongText",
-    "Urn",
-    "Uuid",
     "DateTime",
-    "Serial",
-    "UnixTime",
-    "PositiveInt",
     "DecimalStr",
+    "Id",
+    "LongText",
+    "Name",
     "NonNegDecimal",
     "NonPosDecimal",
     "PositiveDecimal",
+    "PositiveInt",
+    "Serial",
+    "StrictModel",
+    "Text",
+    "UnixTime",
+    "Urn",
+    "Uuid",
+    "load_json",
+    "parse_datetime",
+    "validate_model",
 ]
 
 #: Largest payload accepted, in bytes. A PACT document with every optional
@@ -102,43 +102,10 @@ PositiveDecimal = Annotated[
 ]
 
 
-def _reject_float(text: str) -> Any:
-    raise MalformedError("payload", f"JSON number {text!r} is not an integer; decimals are strings")
-
-
-def _reject_constant(text: str) -> Any:
-    raise MalformedError("payload", f"JSON constant {text} is not allowed")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise MalformedError(key, "duplicate JSON object key")
-        out[key] = value
-    return out
-
-
-# Built once (json.loads builds a decoder per call when given hooks); a
-# JSONDecoder keeps no state between calls, so one serves every thread.
-_STRICT_DECODER = json.JSONDecoder(
-    object_pairs_hook=_no_duplicates, parse_float=_reject_float, parse_constant=_reject_constant
-)
-
-
 def load_json(data: bytes, *, what: str = "payload", max_bytes: int = MAX_PAYLOAD_BYTES) -> Any:
-    """Parse strict JSON ``data`` (UTF-8, at most ``max_bytes``) or raise MalformedError."""
-    if not isinstance(data, (bytes, bytearray)):
-        raise MalformedError(what, "must be bytes")
-    if len(data) > max_bytes:
-        raise MalformedError(what, f"larger than {max_bytes} bytes")
-    try:
-        text = bytes(data).decode("utf-8")
-        return _STRICT_DECODER.decode(text)
-    except MalformedError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise MalformedError(what, f"not valid JSON: {exc}") from None
+    """Parse strict JSON ``data`` (UTF-8, at most ``max_bytes``, integers only:
+    decimals travel as strings) or raise MalformedError."""
+    return strict_loads(data, what=what, max_bytes=max_bytes, allow_floats=False, name_by_key=True)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -185,5 +152,5 @@ def parse_datetime(text: str, *, what: str) -> int:
         raise MalformedError(what, f"not a valid date-time: {exc}") from None
     if dt.tzinfo is None or _OFFSET_RE.search(text) is None:
         raise MalformedError(what, "date-time needs a UTC offset")
-    delta = dt.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
     return delta.days * 86400 + delta.seconds
