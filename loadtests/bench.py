@@ -856,6 +856,8 @@ def report(cfg: Config, r: dict[str, Any]) -> list[Check]:
             [f"node at N={big['entries']:,}: ingest, sustained", format_rate(b["entries_per_s"]), "entries/s",
              format_ratio(ratio(b["entries_per_s"], best2)), f"of {lib2} 2-thread"],
             ["  peak RSS ingesting / serving", f"{b['peak_rss_mb']:.0f}", "MB", f"{s['peak_rss_mb']:.0f}", "MB"],
+            ["  RSS after ingest: heap / LMDB map pages", f"{b.get('rss_at_end_mb', {}).get('RssAnon', 0):.0f}", "MB",
+             f"{b.get('rss_at_end_mb', {}).get('RssFile', 0):.0f}", "MB (page cache, reclaimable)"],
             ["  ledger on disk", f"{big['disk_bytes_per_entry']:.0f}", "B/entry", f"{big['disk_bytes'] / 2**20:,.0f}", "MiB"],
             ["  startup: open + first RPC", f"{s['open_and_first_rpc_s'] * 1000:.0f}", "ms",
              f"{big['serve_process_startup_s'] * 1000:.0f}", "ms whole serve process"],
@@ -871,8 +873,9 @@ def report(cfg: Config, r: dict[str, Any]) -> list[Check]:
         Check(f"proof p99 growth N={int(sizes[0]):,} -> {int(sizes[-1]):,} (tlog-proof)", ratio(large["ours_tlog_proof"]["p99"], small["ours_tlog_proof"]["p99"]), PROOF_GROWTH_LIMIT, False),
     ]  # fmt: skip
     if big:
-        rss = max(big["build"]["peak_rss_mb"], big["serve"]["peak_rss_mb"])
-        checks.append(Check(f"peak RSS at N={big['entries']:,} / {RSS_LIMIT_MB:g} MB", rss / RSS_LIMIT_MB, 1.0, False))
+        n = f"{big['entries']:,}"
+        checks.append(Check(f"peak RSS, node serving N={n} / {RSS_LIMIT_MB:g} MB", big["serve"]["peak_rss_mb"] / RSS_LIMIT_MB, 1.0, False))
+        checks.append(Check(f"peak RSS, node ingesting to N={n} / {RSS_LIMIT_MB:g} MB", big["build"]["peak_rss_mb"] / RSS_LIMIT_MB, 1.0, False))
         checks.append(Check(f"startup (open + first RPC) / {STARTUP_LIMIT_S:g} s", big["serve"]["open_and_first_rpc_s"] / STARTUP_LIMIT_S, 1.0, False))
     print()
     for c in checks:
