@@ -173,6 +173,10 @@ class HolderStream:
     retired_gec: list[tuple[int, int]] = field(default_factory=list)
     retired_ccer: list[tuple[int, int]] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    #: Footprints published without components: a new product is built on
+    #: one of them, so supply chains stay two levels deep (a chain that grew
+    #: with every publication would soon pass the label depth limit).
+    materials: list[str] = field(default_factory=list)
     count: int = 0
 
     def _take(self, kind: str, n: int) -> tuple[int, int]:
@@ -216,11 +220,13 @@ class HolderStream:
         }
         del self.retired_gec[:4], self.retired_ccer[:2]
         components = []
-        if self.published:
-            components.append({"pfId": self.rng.choice(self.published[-8:]), "quantity": "0.5", "unit": "kilogram"})
+        if self.materials and self.rng.random() < 0.7:
+            components.append({"pfId": self.rng.choice(self.materials[-8:]), "quantity": "0.5", "unit": "kilogram"})
         pcf = f"{5 + self.rng.randint(0, 500) / 100:.2f}"
         op = self._op("pcf.publish", {"footprint": pact_document(pf_id, self.holder, pcf), "components": components, "claims": claims})
         self.published.append(pf_id)
+        if not components:
+            self.materials.append(pf_id)
         return op
 
     def next(self) -> Op:
