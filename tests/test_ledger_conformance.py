@@ -164,6 +164,7 @@ def test_lmdb_grows_past_its_map_size(tmp_path: Path) -> None:
 def test_lmdb_grows_while_readers_run(tmp_path: Path) -> None:
     """Map growth waits for open read transactions instead of racing them."""
     import threading
+    import time
 
     with Ledger.open(tmp_path / "l", signer=SIGNER, map_size=256 << 10) as led:
         led.append([b"first"])
@@ -176,6 +177,9 @@ def test_lmdb_grows_while_readers_run(tmp_path: Path) -> None:
                     size = led.size
                     led.inclusion_proof(0, size)
                     assert led.entry(0) == b"first"
+                    # Like real readers, pause between requests: three threads
+                    # in a tight loop would starve the writer of the GIL.
+                    time.sleep(0.001)
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
