@@ -37,12 +37,16 @@ __all__ = ["ORIGIN", "EtcdCluster", "NodeCluster", "free_ports", "require_etcd"]
 
 def require_etcd() -> str:
     path = shutil.which("etcd")
+    detail = "not root, so it cannot be installed here"
     if path is None and os.geteuid() == 0:
-        subprocess.run("apt-get update -qq && apt-get install -y -qq etcd-server", shell=True,
-                       capture_output=True, timeout=600, check=False)  # fmt: skip
+        done = subprocess.run("apt-get update -qq && apt-get install -y -qq etcd-server", shell=True,
+                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
         path = shutil.which("etcd")
+        detail = f"apt-get exited {done.returncode}: {done.stderr[-500:]}"
     if path is None:
-        pytest.skip("etcd (Debian etcd-server) is not installed")
+        # The fault tests are part of the suite: a missing etcd fails them
+        # loudly instead of skipping them unnoticed.
+        pytest.fail(f"etcd (Debian etcd-server) is not installed; {detail}")
     return path
 
 
