@@ -354,6 +354,7 @@ class Ledger:
         accepted: list[bytes] = []
         leaves: list[bytes] = []
         machine = self._machine
+        # leaf_hash(), inlined: one comprehension over the batch is the hot path.
         hashes = [_sha256(LEAF_PREFIX + entry).digest() for entry in entries]
         # Entries already in the log, found in one pass over sorted keys.
         logged = leaf_index.find_many(txn, hashes)
