@@ -18,7 +18,7 @@ from ledger.checkpoint import verify_checkpoint
 from ledger.errors import AuditDiscrepancy, LedgerError
 from ledger.keys import Verifier
 from ledger.kv import EMPTY_STATE_DIGEST, MemoryKV, Overlay, fold_state_digest
-from ledger.leaf_index import MERGED_KEY
+from ledger.leaf_index import FILTER_KEY, MERGED_KEY, filter_of
 from ledger.log import StateMachineHook, open_tile_reader
 from ledger.merkle import EMPTY_ROOT, CompactRange, leaf_hash
 from ledger.storage import ReadTxn, Store, Table, from_u64, u64
@@ -143,14 +143,25 @@ class _Auditor:
         extra = next(entries, None)
         if extra is not None:
             raise AuditDiscrepancy(f"entry {from_u64(extra[0])}", "stored but in no block")
-        indexed = sum(1 for _ in self.txn.scan(Table.LEAVES))
-        if indexed != min(self.leaves_merged, self.edge.size) or self.leaves_merged > self.edge.size:
-            raise AuditDiscrepancy(
-                "leaf index", f"holds {indexed} entries, expected {self.leaves_merged} of {self.edge.size}"
-            )
+        self._check_leaf_index()
         if self.machine is not None:
             self._check_final_state()
         return AuditReport(self.origin, self.edge.size, blocks, self.edge.root(), digest)
+
+    def _check_leaf_index(self) -> None:
+        """The table holds exactly the merged entries (each was checked
+        against its entry above), and the stored bitmap is theirs."""
+        indexed = [key for key, _ in self.txn.scan(Table.LEAVES)]
+        if len(indexed) != min(self.leaves_merged, self.edge.size) or self.leaves_merged > self.edge.size:
+            raise AuditDiscrepancy(
+                "leaf index", f"holds {len(indexed)} entries, expected {self.leaves_merged} of {self.edge.size}"
+            )
+        stored = self.txn.get(Table.META, FILTER_KEY)
+        if stored is None and not indexed:
+            return
+        if stored is None or not _same(stored, bytes(filter_of(indexed))):
+            # A bit missing would let an entry be appended twice.
+            raise AuditDiscrepancy("leaf index", "the leaf filter does not match the merged leaves")
 
     def _check_entry(self, index: int, entry: bytes, time: int, writes: list[tuple[bytes, bytes | None]]) -> None:
         where = f"entry {index}"

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from ledger.block import GENESIS_PREVIOUS, Block, block_hash, decode_block, encode_block
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -49,6 +50,7 @@ _FORMAT_VERSION = b"carbonledger/ledger/v1"
 _NO_MACHINE = "none"
 _ZERO_HASH = bytes(32)
 _sha256 = hashlib.sha256
+_pack_u64 = struct.Struct(">Q").pack  # u64(), without a Python call per key
 #: Where ``submit(meta=...)`` items live in the metadata table, apart from the
 #: ledger's own keys (format, origin...).
 META_PREFIX = b"x/"
@@ -106,16 +108,21 @@ def open_tile_reader(txn: ReadTxn) -> ReadNode:
     return read_node
 
 
+_R = TypeVar("_R")
+
+
 @dataclass(frozen=True, slots=True)
-class _Batch:
+class _Batch(Generic[_R]):
     """What one append transaction produced, applied to the ledger's memory
     only after it committed: per-entry results, the new head (None if no
-    entry was accepted), the new leaves, and the size of a leaf-index merge."""
+    entry was accepted), the new leaves, and the size and bitmap of a
+    leaf-index merge."""
 
-    results: list[Receipt | LedgerError]
+    results: list[_R]
     head: _Head | None
     leaves: dict[bytes, int]
     merged_size: int | None
+    merged_filter: bytearray | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +268,7 @@ class Ledger:
             txn.put(Table.CHECKPOINTS, u64(0), note.encode())
 
         self._store.run_write(work)
-        self._leaves = LeafIndex(0, {})
+        self._leaves = LeafIndex.empty()
         return _Head(block, block_hash(block), CompactRange(), note)
 
     # -- appending ------------------------------------------------------
@@ -274,8 +281,13 @@ class Ledger:
         state machine rejects any entry, the error is raised and nothing of
         the batch is written.
         """
-        receipts = self.submit(entries, all_or_nothing=True)
-        return [r.index for r in receipts]  # type: ignore[union-attr]
+        if self._machine is not None:
+            receipts = self.submit(entries, all_or_nothing=True)
+            return [r.index for r in receipts]  # type: ignore[union-attr]
+        # No state machine: no entry can be rejected, so the batch is hashed,
+        # looked up and written a whole list at a time (the bulk-load path).
+        _check_entries(entries, None, None)
+        return self._commit(None, lambda txn, head, now: self._write_plain(txn, head, now, entries))
 
     def submit(
         self,
@@ -306,34 +318,54 @@ class Ledger:
         position); ``check(block)`` sees the new block before the commit and
         aborts the whole transaction by raising.
         """
-        if len(entries) > MAX_BATCH:
-            raise MalformedError("batch", f"{len(entries)} entries, at most {MAX_BATCH}")
-        if prepared is not None and len(prepared) != len(entries):
-            raise MalformedError("prepared", "must have one item per entry")
-        if verified is not None and len(verified) != len(entries):
-            raise MalformedError("verified", "must have one item per entry")
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, bytes):
-                raise MalformedError(f"entry {i}", "must be bytes")
-            if len(entry) > MAX_ENTRY_BYTES:
-                raise MalformedError(f"entry {i}", f"{len(entry)} bytes, at most {MAX_ENTRY_BYTES}")
+        _check_entries(entries, verified, prepared)
+
+        def write(txn: WriteTxn, head: _Head, now: int) -> _Batch[Receipt | LedgerError]:
+            batch = self._write_batch(txn, head, now, entries, verified, all_or_nothing, prepared)
+            if check is not None and batch.head is not None:
+                check(batch.head.block)
+            for key, value in (meta or {}).items():
+                txn.put(Table.META, META_PREFIX + key, value)
+            return batch
+
+        return self._commit(time, write)
+
+    def _commit(self, time: int | None, write: Callable[[WriteTxn, _Head, int], _Batch[_R]]) -> list[_R]:
+        """Run ``write`` in one durable transaction, then move the head."""
         with self._lock:
             head = self._head
             now = max(head.block.time, int(self._clock()) if time is None else time)
-
-            def work(txn: WriteTxn) -> _Batch:
-                batch = self._write_batch(txn, head, now, entries, verified, all_or_nothing, prepared)
-                if check is not None and batch.head is not None:
-                    check(batch.head.block)
-                for key, value in (meta or {}).items():
-                    txn.put(Table.META, META_PREFIX + key, value)
-                return batch
-
-            batch = self._store.run_write(work)
+            batch = self._store.run_write(lambda txn: write(txn, head, now))
             if batch.head is not None:
-                self._leaves.committed(batch.leaves, batch.merged_size)
+                self._leaves.committed(batch.leaves, batch.merged_size, batch.merged_filter)
                 self._head = batch.head
             return batch.results
+
+    def _write_plain(self, txn: WriteTxn, head: _Head, now: int, entries: Sequence[bytes]) -> _Batch[int]:
+        """The batch of :meth:`append` without a state machine: every entry is
+        accepted, so the common case (all new) needs no loop per entry."""
+        first = head.edge.size
+        # leaf_hash(), inlined: one comprehension over the batch is the hot path.
+        hashes = [_sha256(LEAF_PREFIX + entry).digest() for entry in entries]
+        logged = self._leaves.find_many(txn, hashes)
+        staged = dict(zip(hashes, range(first, first + len(hashes))))
+        if not logged and len(staged) == len(hashes):
+            return self._seal(txn, head, now, list(range(first, first + len(entries))), entries, hashes, staged, [])
+        # Some entries repeat earlier ones: give each its first index.
+        staged = {}
+        indexes: list[int] = []
+        accepted: list[bytes] = []
+        leaves: list[bytes] = []
+        for entry, lh in zip(entries, hashes):
+            earlier = logged.get(lh)
+            if earlier is None:
+                earlier = staged.get(lh)
+            if earlier is None:
+                earlier = staged[lh] = first + len(accepted)
+                accepted.append(entry)
+                leaves.append(lh)
+            indexes.append(earlier)
+        return self._seal(txn, head, now, indexes, accepted, leaves, staged, [])
 
     def _write_batch(
         self,
@@ -344,7 +376,7 @@ class Ledger:
         verified: Sequence[frozenset[str] | None] | None,
         all_or_nothing: bool,
         prepared: Sequence[Any] | None = None,
-    ) -> _Batch:
+    ) -> _Batch[Receipt | LedgerError]:
         first = head.edge.size
         leaf_index = self._leaves
         staged: dict[bytes, int] = {}
@@ -388,15 +420,32 @@ class Ledger:
             leaves.append(lh)
             staged[lh] = index
             results.append(Receipt(index, applied=applied))
+        return self._seal(txn, head, now, results, accepted, leaves, staged, state_writes)
+
+    def _seal(
+        self,
+        txn: WriteTxn,
+        head: _Head,
+        now: int,
+        results: list[_R],
+        accepted: Sequence[bytes],
+        leaves: list[bytes],
+        staged: dict[bytes, int],
+        state_writes: list[tuple[bytes, bytes | None]],
+    ) -> _Batch[_R]:
+        """Write the accepted entries, their tree hashes, the block and the
+        signed checkpoint into ``txn`` (nothing, if no entry was accepted)."""
         if not accepted:
-            return _Batch(results, None, {}, None)
+            return _Batch(results, None, {}, None, None)
+        first = head.edge.size
         # Merge the in-memory tier of the leaf index while we hold a write
         # transaction anyway (see ledger.leaf_index).
-        merged_size = None
-        if leaf_index.merge_due():
-            leaf_index.write_merge(txn, first)
+        merged_size = merged_filter = None
+        if self._leaves.merge_due():
+            merged_filter = self._leaves.write_merge(txn, first)
             merged_size = first
-        txn.put_many(Table.ENTRIES, [(u64(first + j), e) for j, e in enumerate(accepted)], append=True)
+        keys = map(_pack_u64, range(first, first + len(accepted)))
+        txn.put_many(Table.ENTRIES, list(zip(keys, accepted)), append=True)
         edge = head.edge.copy()
         tiles = TileWriter(lambda key: txn.get(Table.TILES, key), lambda key, value: txn.put(Table.TILES, key, value))
         for level, first_node, run in edge.extend(leaves):
@@ -416,7 +465,8 @@ class Ledger:
         note = sign_checkpoint(Checkpoint(self._signer.name, edge.size, root), self._signer)
         txn.put(Table.BLOCKS, u64(block.height), encode_block(block), append=True)
         txn.put(Table.CHECKPOINTS, u64(edge.size), note.encode(), append=True)
-        return _Batch(results, _Head(block, block_hash(block), edge, note), staged, merged_size)
+        new_head = _Head(block, block_hash(block), edge, note)
+        return _Batch(results, new_head, staged, merged_size, merged_filter)
 
     # -- reading --------------------------------------------------------
 
@@ -549,3 +599,26 @@ class _StateReader:
 
     def __exit__(self, *exc: object) -> None:
         self._cm.__exit__(*exc)
+
+
+def _check_entries(
+    entries: Sequence[bytes],
+    verified: Sequence[frozenset[str] | None] | None,
+    prepared: Sequence[Any] | None,
+) -> None:
+    """Refuse a malformed batch before anything is written, naming the entry."""
+    if len(entries) > MAX_BATCH:
+        raise MalformedError("batch", f"{len(entries)} entries, at most {MAX_BATCH}")
+    if prepared is not None and len(prepared) != len(entries):
+        raise MalformedError("prepared", "must have one item per entry")
+    if verified is not None and len(verified) != len(entries):
+        raise MalformedError("verified", "must have one item per entry")
+    # Checked a whole list at a time (C loops); the per-entry loop below runs
+    # only to name the first bad entry.
+    if set(map(type, entries)) <= {bytes} and max(map(len, entries), default=0) <= MAX_ENTRY_BYTES:
+        return
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, bytes):
+            raise MalformedError(f"entry {i}", "must be bytes")
+        if len(entry) > MAX_ENTRY_BYTES:
+            raise MalformedError(f"entry {i}", f"{len(entry)} bytes, at most {MAX_ENTRY_BYTES}")

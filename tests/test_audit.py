@@ -103,7 +103,7 @@ def test_tampering_is_found_and_named(tmp_path: Path, table: str, key: bytes, mu
 def test_tampered_merged_leaf_index_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ledger import leaf_index
 
-    monkeypatch.setattr(leaf_index, "MERGE_EVERY", 100)
+    monkeypatch.setattr(leaf_index, "MERGE_MIN", 100)
     make_ledger(tmp_path / "l")  # merges happen at the 150-entry batches
     first = hashlib.sha256(b"\x00" + b"entry 0 ").digest()
     tamper(tmp_path / "l", Table.LEAVES, first, lambda v: u64(3))
@@ -114,6 +114,29 @@ def test_tampered_merged_leaf_index_is_found(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(AuditDiscrepancy) as err:
         audit(tmp_path / "l")
     assert err.value.location == "entry 0"
+
+
+def test_leaf_filter_missing_a_merged_leaf_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cleared bit would let entry 0 be appended again as new: the audit
+    recomputes the bitmap from the merged leaves and names it."""
+    from ledger import leaf_index
+
+    monkeypatch.setattr(leaf_index, "MERGE_MIN", 100)
+    make_ledger(tmp_path / "l")
+    first = hashlib.sha256(b"\x00" + b"entry 0 ").digest()
+    bit = int.from_bytes(first[:4], "little") & (leaf_index.FILTER_BITS - 1)
+
+    def clear(value: bytes) -> bytes:
+        b = bytearray(value)
+        assert b[bit >> 3] >> (bit & 7) & 1, "the merged leaf's bit is set"
+        b[bit >> 3] &= ~(1 << (bit & 7)) & 0xFF
+        return bytes(b)
+
+    tamper(tmp_path / "l", Table.META, leaf_index.FILTER_KEY, clear)
+    with pytest.raises(AuditDiscrepancy) as err:
+        audit(tmp_path / "l")
+    assert err.value.location == "leaf index"
+    assert "filter" in str(err.value)
 
 
 def test_audit_with_a_foreign_key_fails(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from ledger.errors import LedgerError, MalformedError, NotFound, StorageError
 from ledger.keys import Signer
 from ledger.log import MAX_ENTRY_BYTES, Ledger
 from ledger.policy import parse_policy
+from ledger.storage import LmdbStore, Table
 from ledger.tlog_proof import verify_tlog_proof
 from tests import merkle_reference as ref
 
@@ -197,20 +198,58 @@ def test_lmdb_grows_while_readers_run(tmp_path: Path) -> None:
         assert led.size == 401
 
 
+def test_leaf_filter_finds_every_merged_leaf_and_passes_new_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bitmap in front of the merged table: a merged entry appended again
+    gets its first index after a reopen (its bit is set), and most new leaves
+    skip the table (their bits are clear)."""
+    from ledger import leaf_index
+    from ledger.merkle import leaf_hash
+
+    monkeypatch.setattr(leaf_index, "MERGE_MIN", 64)
+    data = entries(300)
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        for lo in range(0, 300, 25):
+            led.append(data[lo : lo + 25])
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        merged = led._leaves.merged
+        assert merged >= 150
+        assert led.append(data[:merged]) == list(range(merged))
+        assert led.size == 300
+        fresh = [leaf_hash(b"fresh %d" % i) for i in range(1000)]
+        passed = [lh for lh, bit in zip(fresh, leaf_index._filter_bits(fresh)) if not (
+            led._leaves.filter[bit >> 3] >> (bit & 7) & 1)]
+        assert len(passed) >= 990
+
+
+def test_leaf_filter_of_the_wrong_size_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import leaf_index
+
+    monkeypatch.setattr(leaf_index, "MERGE_MIN", 10)
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        led.append(entries(30))
+    store = LmdbStore(tmp_path / "l")
+    store.run_write(lambda txn: txn.put(Table.META, leaf_index.FILTER_KEY, b"short"))
+    store.close()
+    with pytest.raises(StorageError, match="leaf filter is 5 bytes"):
+        Ledger.open(tmp_path / "l", signer=SIGNER)
+
+
 def test_leaf_index_merges_and_survives_reopen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Idempotency across the two tiers of the leaf index and a reopen."""
     from ledger import leaf_index
     from ledger.audit import audit_store
 
-    monkeypatch.setattr(leaf_index, "MERGE_EVERY", 50)
+    monkeypatch.setattr(leaf_index, "MERGE_MIN", 50)
     data = entries(400)
     with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
         for lo in range(0, 400, 30):
             assert led.append(data[lo : lo + 30]) == list(range(lo, min(lo + 30, 400)))
             # Every earlier entry is found again, merged or recent.
             assert led.append([data[0], data[lo // 2], data[lo]]) == [0, lo // 2, lo]
-        merged = led._leaves.merged  # noqa: SLF001 - the test is about this tier split
-        assert 0 < merged < 400 and len(led._leaves.recent) == 400 - merged  # noqa: SLF001
+        merged = led._leaves.merged
+        assert 0 < merged < 400 and len(led._leaves.recent) == 400 - merged
     with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
         assert [led.index_of(data[i]) for i in (0, merged - 1, merged, 399)] == [0, merged - 1, merged, 399]
         assert led.append([data[7], data[399], b"new"]) == [7, 399, 400]
