@@ -2,22 +2,24 @@
 
 The state machine never sees LMDB. The log hands it a :class:`KV` that lives
 inside the same write transaction as the entries being appended (or, in
-tests, a :class:`MemoryKV`). Writes made while applying an entry go to an
-:class:`Overlay` first; the log folds the overlay into the transaction only if
-the entry is accepted, so a rejected entry changes nothing. The overlay also
-records the accepted writes in order, which is what the state digest hashes.
+tests, a :class:`MemoryKV`). The log wraps that KV in a :class:`Journal` for
+the whole batch: writes go straight through, and the journal keeps each
+write's previous value, so a rejected entry is rolled back to the savepoint
+taken before it and changes nothing. The journal also records the accepted
+writes in order, which is what the state digest hashes. An :class:`Overlay`
+instead buffers writes until they are committed (the memory store's
+transactions use it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 from typing import Protocol
 
-from sortedcontainers import SortedList  # type: ignore[import-untyped]
-
-__all__ = ["EMPTY_STATE_DIGEST", "KV", "MemoryKV", "Overlay", "fold_state_digest"]
+__all__ = ["EMPTY_STATE_DIGEST", "KV", "Journal", "MemoryKV", "Overlay", "fold_state_digest"]
 
 
 class KV(Protocol):
@@ -38,57 +40,110 @@ class KV(Protocol):
 class MemoryKV:
     """An in-memory sorted KV: the twin of the LMDB state table.
 
-    Values live in a dict; the keys are also kept in a ``SortedList`` so that
-    ``put`` of a new key and ``delete`` cost O(log n), not the O(n) of
-    inserting into a flat Python list, and a scan seeks in O(log n).
+    Values live in a dict. The keys are also kept sorted, in blocks of at most
+    ``2 * _BLOCK`` keys with each block's largest key in ``_maxes`` (the layout
+    of sortedcontainers' SortedList, reduced to what a KV needs): inserting a
+    new key or deleting one is two C bisections and a short list move, and a
+    scan seeks with two bisections.
     """
 
-    # A scan copies out at most this many keys at a time, then re-seeks past
-    # the last one. Most scans stop after one or two pairs (a seek to the
-    # segment holding a serial), so the first chunk is small.
-    _FIRST_CHUNK = 4
-    _MAX_CHUNK = 256
+    _BLOCK = 1000
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
-        self._keys: SortedList = SortedList()
+        self._blocks: list[list[bytes]] = []
+        self._maxes: list[bytes] = []
+        # Bumped by every insert and delete of a key, so that a scan knows to
+        # re-seek when its caller changed the key set between two pairs.
+        self._version = 0
+        # Reads are the dict's own method: no Python frame per get.
+        self.get = self._data.get  # type: ignore[method-assign,assignment]
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
-        if key not in self._data:
-            self._keys.add(key)
-        self._data[key] = bytes(value)
+        data = self._data
+        if key not in data:
+            self._insert(key)
+        data[key] = bytes(value)
 
     def delete(self, key: bytes) -> None:
         if self._data.pop(key, None) is not None:
-            self._keys.remove(key)
+            self._remove(key)
+
+    def _insert(self, key: bytes) -> None:
+        self._version += 1
+        maxes = self._maxes
+        if not maxes:
+            self._blocks.append([key])
+            maxes.append(key)
+            return
+        i = bisect_left(maxes, key)
+        if i == len(maxes):
+            i -= 1
+            block = self._blocks[i]
+            block.append(key)
+            maxes[i] = key
+        else:
+            block = self._blocks[i]
+            insort(block, key)
+        if len(block) > 2 * self._BLOCK:
+            half = self._BLOCK
+            self._blocks[i : i + 1] = [block[:half], block[half:]]
+            maxes[i : i + 1] = [block[half - 1], block[-1]]
+
+    def _remove(self, key: bytes) -> None:
+        self._version += 1
+        maxes = self._maxes
+        i = bisect_left(maxes, key)
+        block = self._blocks[i]
+        j = bisect_left(block, key)
+        del block[j]
+        if not block:
+            del self._blocks[i]
+            del maxes[i]
+        elif j == len(block):
+            maxes[i] = block[-1]
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        keys = self._keys
+        blocks = self._blocks
+        maxes = self._maxes
         data = self._data
-        i = keys.bisect_left(start if start is not None and start > prefix else prefix)
-        chunk = self._FIRST_CHUNK
-        # Callers may write while iterating. Each chunk of keys is copied out
-        # and the cursor re-seeks past the last key yielded, like the LMDB
-        # store's scan: keys deleted meanwhile are skipped, and no key is
-        # yielded twice or out of order.
+        lo = start if start is not None and start > prefix else prefix
+        i = bisect_left(maxes, lo)
+        if i == len(maxes):
+            return
+        j = bisect_left(blocks[i], lo)
+        version = self._version
+        # Callers may write while iterating. If a key was inserted or deleted
+        # since the last pair, the cursor re-seeks just past the key it
+        # yielded, like the LMDB store's scan: keys deleted meanwhile are
+        # skipped, and no key is yielded twice or out of order.
         while True:
-            batch = keys[i : i + chunk]
-            if not batch:
-                return
-            for key in batch:
-                if not key.startswith(prefix):
+            block = blocks[i]
+            if j == len(block):
+                i += 1
+                if i == len(blocks):
                     return
-                value = data.get(key)
-                if value is not None:
-                    yield key, value
-            i = keys.bisect_right(batch[-1])
-            chunk = min(chunk * 2, self._MAX_CHUNK)
+                j = 0
+                continue
+            key = block[j]
+            if not key.startswith(prefix):
+                return
+            yield key, data[key]
+            if self._version != version:
+                version = self._version
+                i = bisect_right(maxes, key)
+                if i == len(maxes):
+                    return
+                j = bisect_right(blocks[i], key)
+            else:
+                j += 1
 
     def items(self) -> list[tuple[bytes, bytes]]:
-        return [(k, self._data[k]) for k in self._keys]
+        data = self._data
+        return [(k, data[k]) for block in self._blocks for k in block]
 
 
 class Overlay:
@@ -153,6 +208,57 @@ class Overlay:
                 target.delete(key)
             else:
                 target.put(key, value)
+
+
+class Journal:
+    """A write-through view of ``base`` that can undo its writes.
+
+    Reads and scans are the base's own. Every write goes to the base at once
+    and is recorded in ``writes`` (in order, ``None`` value = delete, for the
+    state digest) beside the value it replaced, so :meth:`rollback` to a
+    :meth:`savepoint` restores the base byte for byte. One journal serves a
+    whole batch of entries: a savepoint per entry costs nothing, and an
+    accepted entry needs no copying from a buffer into the base.
+    """
+
+    __slots__ = ("_base", "_replaced", "get", "scan", "writes")
+
+    def __init__(self, base: KV) -> None:
+        self._base = base
+        self._replaced: list[bytes | None] = []
+        self.writes: list[tuple[bytes, bytes | None]] = []
+        self.get = base.get
+        self.scan = base.scan
+
+    def put(self, key: bytes, value: bytes) -> None:
+        base = self._base
+        self._replaced.append(base.get(key))
+        self.writes.append((key, value))
+        base.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        base = self._base
+        self._replaced.append(base.get(key))
+        self.writes.append((key, None))
+        base.delete(key)
+
+    def savepoint(self) -> int:
+        """A mark to :meth:`rollback` to: the number of writes so far."""
+        return len(self.writes)
+
+    def rollback(self, savepoint: int) -> None:
+        """Undo every write made since ``savepoint``, newest first."""
+        base = self._base
+        writes = self.writes
+        replaced = self._replaced
+        for i in range(len(writes) - 1, savepoint - 1, -1):
+            old = replaced[i]
+            if old is None:
+                base.delete(writes[i][0])
+            else:
+                base.put(writes[i][0], old)
+        del writes[savepoint:]
+        del replaced[savepoint:]
 
 
 # The digest of a state with no writes yet. Replaying the same entries makes

@@ -22,7 +22,7 @@ from ledger.block import GENESIS_PREVIOUS, Block, block_hash, decode_block, enco
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import LedgerError, MalformedError, NotFound, StorageError
 from ledger.keys import Signer
-from ledger.kv import EMPTY_STATE_DIGEST, KV, Overlay, fold_state_digest
+from ledger.kv import EMPTY_STATE_DIGEST, KV, Journal, fold_state_digest
 from ledger.leaf_index import LeafIndex
 from ledger.merkle import (
     EMPTY_ROOT,
@@ -381,7 +381,10 @@ class Ledger:
         leaf_index = self._leaves
         staged: dict[bytes, int] = {}
         state = txn.kv(Table.STATE)
-        state_writes: list[tuple[bytes, bytes | None]] = []
+        # One journal for the batch: writes go straight into the transaction, and
+        # a rejected entry is rolled back to the savepoint taken before it.
+        journal = Journal(state)
+        state_writes = journal.writes
         results: list[Receipt | LedgerError] = []
         accepted: list[bytes] = []
         leaves: list[bytes] = []
@@ -401,21 +404,20 @@ class Ledger:
             index = first + len(accepted)
             applied = None
             if machine is not None:
-                overlay = Overlay(state)
+                savepoint = journal.savepoint()
                 try:
                     applied = machine.apply(
-                        overlay,
+                        journal,
                         entry if prepared is None else prepared[i],
                         machine.context(index=index, time=now),
                         verified[i] if verified is not None else None,
                     )
                 except LedgerError as exc:
+                    journal.rollback(savepoint)
                     if all_or_nothing:
                         raise
                     results.append(exc)
                     continue
-                overlay.commit_into(state)
-                state_writes.extend(overlay.writes)
             accepted.append(entry)
             leaves.append(lh)
             staged[lh] = index

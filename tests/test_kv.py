@@ -1,4 +1,4 @@
-"""MemoryKV and Overlay: put/get/delete/scan semantics against a plain dict.
+"""MemoryKV, Overlay and Journal: put/get/delete/scan semantics against a plain dict.
 
 The reference model is a dict whose scan is "sort every key, keep those with
 the prefix at or after the start": slow and obviously right.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.kv import EMPTY_STATE_DIGEST, MemoryKV, Overlay, fold_state_digest
+from ledger.kv import EMPTY_STATE_DIGEST, KV, Journal, MemoryKV, Overlay, fold_state_digest
 
 
 def model_scan(
@@ -17,6 +17,18 @@ def model_scan(
 ) -> list[tuple[bytes, bytes]]:
     lo = start if start is not None and start > prefix else prefix
     return [(k, model[k]) for k in sorted(model) if k.startswith(prefix) and k >= lo]
+
+
+def run_ops(kv: KV, model: dict[bytes, bytes], ops: list[tuple[str, bytes, bytes]]) -> None:
+    """Apply ``ops`` to ``kv`` and to the reference ``model``, checking reads as they go."""
+    for kind, k, v in ops:
+        if kind == "put":
+            kv.put(k, v)
+            model[k] = v
+        else:
+            kv.delete(k)
+            model.pop(k, None)
+        assert kv.get(k) == model.get(k)
 
 
 # Short keys over a tiny alphabet, so prefixes, starts and keys collide often.
@@ -78,6 +90,20 @@ def test_scan_while_writing_skips_deleted_and_never_repeats() -> None:
     assert seen == sorted(set(seen))
 
 
+def test_scan_while_writing_sees_keys_inserted_ahead() -> None:
+    kv = MemoryKV()
+    for i in range(0, 3000, 2):  # enough keys for several sorted blocks
+        kv.put(b"p/%04d" % i, b"v")
+    seen = []
+    for k, _ in kv.scan(b"p/"):
+        seen.append(k)
+        n = int(k[2:])
+        if n % 2 == 0 and n + 1 < 3000:
+            kv.put(b"p/%04d" % (n + 1), b"w")  # inserted just ahead: it is walked
+        kv.put(b"p/%04d" % (n - 1), b"x")  # behind the cursor: never walked
+    assert seen == [b"p/%04d" % i for i in range(3000)]
+
+
 def test_overlay_reads_own_writes_and_commits() -> None:
     base = MemoryKV()
     base.put(b"a/1", b"base1")
@@ -113,14 +139,7 @@ def test_memory_kv_matches_dict(
 ) -> None:
     kv = MemoryKV()
     model: dict[bytes, bytes] = {}
-    for kind, k, v in ops:
-        if kind == "put":
-            kv.put(k, v)
-            model[k] = v
-        else:
-            kv.delete(k)
-            model.pop(k, None)
-        assert kv.get(k) == model.get(k)
+    run_ops(kv, model, ops)
     assert kv.items() == sorted(model.items())
     assert list(kv.scan(prefix, start)) == model_scan(model, prefix, start)
 
@@ -135,25 +154,42 @@ def test_overlay_matches_dict(
 ) -> None:
     base = MemoryKV()
     model: dict[bytes, bytes] = {}
-    for kind, k, v in base_ops:
-        if kind == "put":
-            base.put(k, v)
-            model[k] = v
-        else:
-            base.delete(k)
-            model.pop(k, None)
+    run_ops(base, model, base_ops)
     before = base.items()
     ov = Overlay(base)
-    for kind, k, v in overlay_ops:
-        if kind == "put":
-            ov.put(k, v)
-            model[k] = v
-        else:
-            ov.delete(k)
-            model.pop(k, None)
-        assert ov.get(k) == model.get(k)
+    run_ops(ov, model, overlay_ops)
     assert list(ov.scan(prefix, start)) == model_scan(model, prefix, start)
     # Nothing reached the base before commit; after it, base equals the model.
     assert base.items() == before
     ov.commit_into(base)
     assert base.items() == sorted(model.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(base_ops=ops, kept=ops, undone=ops, prefix=keys, start=st.one_of(st.none(), keys))
+def test_journal_writes_through_and_rolls_back(
+    base_ops: list[tuple[str, bytes, bytes]],
+    kept: list[tuple[str, bytes, bytes]],
+    undone: list[tuple[str, bytes, bytes]],
+    prefix: bytes,
+    start: bytes | None,
+) -> None:
+    base = MemoryKV()
+    model: dict[bytes, bytes] = {}
+    run_ops(base, model, base_ops)
+    initial = base.items()
+    journal = Journal(base)
+    run_ops(journal, model, kept)
+    expected_writes = [(k, v if kind == "put" else None) for kind, k, v in kept]
+    # Writes reach the base at once.
+    assert base.items() == sorted(model.items())
+    assert list(journal.scan(prefix, start)) == model_scan(model, prefix, start)
+    # Writes after a savepoint, rolled back, leave the base byte-identical
+    # and the write list as it was at the savepoint.
+    savepoint = journal.savepoint()
+    run_ops(journal, dict(model), undone)
+    journal.rollback(savepoint)
+    assert base.items() == sorted(model.items())
+    assert journal.writes == expected_writes
+    journal.rollback(0)
+    assert base.items() == initial and journal.writes == []

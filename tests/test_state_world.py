@@ -13,7 +13,7 @@ import pytest
 from ledger.envelope import parse_envelope, verified_keys
 from ledger.errors import LedgerError, MalformedError, PermissionDenied, StateRuleError
 from ledger.keys import Signer
-from ledger.kv import EMPTY_STATE_DIGEST, MemoryKV, Overlay, fold_state_digest
+from ledger.kv import EMPTY_STATE_DIGEST, Journal, MemoryKV, fold_state_digest
 from ledger.records.build import org_spec, signed_op
 from ledger.state import Applied, Prepared, StateMachine
 from tests.test_records import PACT_V3_EXAMPLE
@@ -64,8 +64,8 @@ def pact_doc(
 
 
 class World:
-    """A MemoryKV state driven the way the log drives it: one Overlay per entry,
-    committed on acceptance, discarded on rejection."""
+    """A MemoryKV state driven the way the log drives it: writes go through a
+    Journal, rolled back to the entry's savepoint on rejection."""
 
     def __init__(self, *, genesis: bool = True, orgs: dict[str, list[str]] | None = None) -> None:
         self.kv = MemoryKV()
@@ -103,14 +103,14 @@ class World:
 
     def _apply(self, item: bytes | Prepared, entry: bytes, verified: frozenset[str] | None) -> Applied:
         before = self.kv.items()
-        overlay = Overlay(self.kv)
+        journal = Journal(self.kv)
         try:
-            applied = self.machine.apply(overlay, item, self.machine.context(index=self.index, time=self.time), verified)
+            applied = self.machine.apply(journal, item, self.machine.context(index=self.index, time=self.time), verified)
         except LedgerError:
+            journal.rollback(0)
             assert self.kv.items() == before
             raise
-        overlay.commit_into(self.kv)
-        self.digest = fold_state_digest(self.digest, overlay.writes)
+        self.digest = fold_state_digest(self.digest, journal.writes)
         self.entries.append((entry, self.index, self.time))
         self.index += 1
         return applied
