@@ -1,32 +1,61 @@
 """Reconciliation: an exchange's books against the ledger at a checkpoint.
 
-The ledger's holdings at tree size ``N`` are rebuilt by replaying the unit
-history (``ledger.state.queries.unit_history``: every issue, transfer,
-retirement, freeze and claim, each with the index of its entry) up to ``N``.
-Replaying also gives, for every run of units, the last entry that changed it:
-that entry, with an inclusion proof against checkpoint ``N``, proves the
-ledger's side of a mismatch.
-
 Books come as rows: a serial range of a batch held by an account, or a total
 amount of a kind (optionally of one batch) held by an account. Serial rows are
 compared unit by unit; amount rows by total. An account reconciled by serial
-rows also gets every ledger range it holds that the books do not list.
+rows also gets every ledger range it holds that the books do not list. Every
+mismatch names the entries that prove the ledger's side: for each run of
+units, the last entry that changed it, which with an inclusion proof against
+the checkpoint proves who holds the units and in what status.
 
-Cost: O(history of the kinds reconciled). That is fine for an exchange's
-periodic run; an index of history by account would make it O(account).
+Two ways to the same answer:
+
+- :func:`reconcile_current`, at the state's own tree size: the state's
+  segments (by serial, and by owner) give owners and statuses, so a row costs
+  O(log n + the segments it covers) and an account's holdings O(account).
+  The proving entries come from :class:`LastChanges`, an index of the last
+  entry to change each run of units that is brought up to date from the
+  history records written since its last use (one seek per batch).
+- :func:`reconcile`, at any tree size ``N``: replays the whole unit history
+  (``ledger.state.queries.unit_history``) up to ``N``. O(history of the kinds
+  reconciled); used for sizes older than the state.
+
+Both split the ledger's side into the same runs: a run ends wherever some
+history record starts or ends, and a stored segment (a maximal run of equal
+owner, status, batch and claim) always ends at such a point, so the answers
+are equal, list for list (tests compare them on random books).
+
+:class:`Reconciler` picks the path, keeps the indexes of one ledger, and
+remembers the last few answers so that later pages of an answer do not
+replay an older tree size.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from ledger.errors import MalformedError
+from sortedcontainers import SortedList  # type: ignore[import-untyped]
+
+from ledger.block import decode_block
+from ledger.errors import MalformedError, NotFound
 from ledger.kv import KV
 from ledger.state import queries
+from ledger.storage.base import Table
 
-__all__ = ["MAX_ROWS", "BookRow", "Mismatch", "reconcile"]
+__all__ = [
+    "MAX_ROWS",
+    "BookRow",
+    "LastChanges",
+    "Mismatch",
+    "Reconciler",
+    "reconcile",
+    "reconcile_current",
+]
 
 #: Most book rows in one request.
 MAX_ROWS = 100_000
@@ -161,48 +190,80 @@ def _proofs(indexes: Sequence[int]) -> tuple[int, ...]:
 
 
 def reconcile(kv: KV, rows: Sequence[BookRow], tree_size: int) -> list[Mismatch]:
-    """Every mismatch between ``rows`` and the ledger at ``tree_size``.
+    """Every mismatch between ``rows`` and the ledger at ``tree_size``, by
+    replaying the unit history.
 
     Requires ``kv`` to be the state at a size of at least ``tree_size``.
     """
     _check_rows(rows)
-    out: list[Mismatch] = []
     units = {kind: _replay(kv, kind, tree_size) for kind in sorted({r.kind for r in rows})}
+    return _compare(rows, _ReplayedView(units))
+
+
+#: A run of units as the comparison sees it: ``(start, end, owner, status,
+#: batch, last)``, ``last`` being the last entry that changed it.
+_Piece = tuple[int, int, str, str, str, int]
+
+
+class _View(Protocol):
+    """The ledger's side of a comparison, as runs in serial order."""
+
+    def over(self, kind: str, start: int, end: int) -> Iterable[_Piece]:
+        """The runs of ``[start, end)``, clipped to it."""
+        ...
+
+    def held(self, account: str, kind: str) -> Iterable[_Piece]:
+        """The runs that ``account`` holds (status "held")."""
+        ...
+
+
+class _ReplayedView:
+    def __init__(self, units: Mapping[str, _Units]) -> None:
+        self._units = units
+
+    def over(self, kind: str, start: int, end: int) -> Iterator[_Piece]:
+        for s, e, run in self._units[kind].overlapping(start, end):
+            yield s, e, run.owner, run.status, run.batch, run.last
+
+    def held(self, account: str, kind: str) -> Iterator[_Piece]:
+        for s, e, run in self._units[kind].overlapping(0, _ALL_UNITS):
+            if run.owner == account and run.status == "held":
+                yield s, e, run.owner, run.status, run.batch, run.last
+
+
+def _compare(rows: Sequence[BookRow], view: _View) -> list[Mismatch]:
+    out: list[Mismatch] = []
     covered: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for i, row in enumerate(rows):
-        u = units[row.kind]
         if not row.is_range:
-            held = [
-                (s, e, run) for s, e, run in u.overlapping(0, _ALL_UNITS)
-                if run.owner == row.account and run.status == "held" and (not row.batch or run.batch == row.batch)
-            ]  # fmt: skip
-            total = sum(e - s for s, e, _ in held)
+            held = [p for p in view.held(row.account, row.kind) if not row.batch or p[4] == row.batch]
+            total = sum(p[1] - p[0] for p in held)
             if total != row.amount:
                 out.append(Mismatch(
                     AMOUNT_DIFFERS, row.account, row.kind, row.batch, 0, 0, row.amount, total,
-                    f"ledger holds {total} units", _proofs([run.last for _, _, run in held]), i,
+                    f"ledger holds {total} units", _proofs([p[5] for p in held]), i,
                 ))  # fmt: skip
             continue
         covered.setdefault((row.account, row.kind), []).append((row.start, row.end))
         cursor = row.start
-        for s, e, run in u.overlapping(row.start, row.end):
+        for s, e, owner, status, batch, last in view.over(row.kind, row.start, row.end):
             if s > cursor:
                 out.append(Mismatch(
                     NOT_HELD_ON_LEDGER, row.account, row.kind, row.batch, cursor, s, s - cursor, 0,
                     "units not issued", (), i,
                 ))  # fmt: skip
             cursor = e
-            if run.owner != row.account:
-                kind, detail = NOT_HELD_ON_LEDGER, f"held by {run.owner}"
-            elif run.status != "held":
-                kind, detail = STATUS_DIFFERS, run.status
-            elif row.batch and run.batch != row.batch:
-                kind, detail = NOT_HELD_ON_LEDGER, f"units belong to batch {run.batch}"
+            if owner != row.account:
+                kind, detail = NOT_HELD_ON_LEDGER, f"held by {owner}"
+            elif status != "held":
+                kind, detail = STATUS_DIFFERS, status
+            elif row.batch and batch != row.batch:
+                kind, detail = NOT_HELD_ON_LEDGER, f"units belong to batch {batch}"
             else:
                 continue
             out.append(Mismatch(
-                kind, row.account, row.kind, run.batch, s, e, e - s, e - s if kind == STATUS_DIFFERS else 0,
-                detail, (run.last,), i,
+                kind, row.account, row.kind, batch, s, e, e - s, e - s if kind == STATUS_DIFFERS else 0,
+                detail, (last,), i,
             ))  # fmt: skip
         if cursor < row.end:
             out.append(Mismatch(
@@ -211,22 +272,199 @@ def reconcile(kv: KV, rows: Sequence[BookRow], tree_size: int) -> list[Mismatch]
             ))  # fmt: skip
     for (account, kind), ranges in sorted(covered.items()):
         ranges.sort()
-        for s, e, run in units[kind].overlapping(0, _ALL_UNITS):
-            if run.owner != account or run.status != "held":
-                continue
+        for s, e, _owner, _status, batch, last in view.held(account, kind):
             cursor = s
             for rs, re_ in ranges:
                 if re_ <= cursor or rs >= e:
                     continue
                 if rs > cursor:
-                    out.append(_missing(account, kind, run, cursor, rs))
+                    out.append(_missing(account, kind, batch, last, cursor, rs))
                 cursor = max(cursor, re_)
             if cursor < e:
-                out.append(_missing(account, kind, run, cursor, e))
+                out.append(_missing(account, kind, batch, last, cursor, e))
     return out
 
 
-def _missing(account: str, kind: str, run: _Run, s: int, e: int) -> Mismatch:
-    return Mismatch(
-        MISSING_FROM_BOOKS, account, kind, run.batch, s, e, 0, e - s, "held on the ledger", (run.last,)
-    )
+def _missing(account: str, kind: str, batch: str, last: int, s: int, e: int) -> Mismatch:
+    return Mismatch(MISSING_FROM_BOOKS, account, kind, batch, s, e, 0, e - s, "held on the ledger", (last,))
+
+
+
+# --- at the state's own size ----------------------------------------------------------
+
+
+class LastChanges:
+    """For every issued unit of one kind, the last entry that changed it, as
+    of tree size :attr:`size`.
+
+    Kept as runs split at both ends of every history record and never merged,
+    as the replay keeps them. :meth:`advance` applies the records written
+    since; a run costs under 200 bytes of memory (there is a run per record
+    end, so at most two per unit-moving entry).
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.size = 0
+        self._starts = SortedList()
+        self._runs: dict[int, tuple[int, int]] = {}  # start -> (end, last)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def advance(self, kv: KV, size: int) -> None:
+        """Apply the history records of entries ``[self.size, size)``.
+
+        Requires ``kv`` to be the state at tree size ``size``, and ``size``
+        not below :attr:`size`.
+        """
+        if size < self.size:
+            raise ValueError(f"{self.kind} changes are at size {self.size}, past {size}")
+        if size == self.size:
+            return
+        for ev in queries.unit_history_since(kv, self.kind, self.size):
+            if ev.op == "issue":
+                self._starts.add(ev.start)
+                self._runs[ev.start] = (ev.end, ev.index)
+                continue
+            self._split(ev.start)
+            self._split(ev.end)
+            for s in self._starts.irange(ev.start, ev.end, inclusive=(True, False)):
+                self._runs[s] = (self._runs[s][0], ev.index)
+        self.size = size
+
+    def _split(self, at: int) -> None:
+        i = self._starts.bisect_right(at) - 1
+        if i < 0:
+            return
+        s = self._starts[i]
+        end, last = self._runs[s]
+        if s < at < end:
+            self._runs[s] = (at, last)
+            self._runs[at] = (end, last)
+            self._starts.add(at)
+
+    def runs(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+        """``(s, e, last)`` for the runs of ``[start, end)``, clipped to it, in
+        serial order (nothing for units never issued)."""
+        i = max(0, self._starts.bisect_right(start) - 1)
+        for s in self._starts.islice(i):
+            if s >= end:
+                return
+            e, last = self._runs[s]
+            if e > start:
+                yield max(s, start), min(e, end), last
+
+
+def reconcile_current(kv: KV, rows: Sequence[BookRow], changes: Mapping[str, LastChanges]) -> list[Mismatch]:
+    """Every mismatch between ``rows`` and the ledger at the state's size,
+    equal to :func:`reconcile` at that size.
+
+    Requires ``changes[kind]``, for every kind in ``rows``, to be advanced to
+    the tree size of ``kv``.
+    """
+    _check_rows(rows)
+    return _compare(rows, _StateView(kv, changes))
+
+
+class _StateView:
+    """Owners and statuses from the state's segments (by serial, or by
+    owner); each segment split into the runs of :class:`LastChanges`."""
+
+    def __init__(self, kv: KV, changes: Mapping[str, LastChanges]) -> None:
+        self._kv = kv
+        self._changes = changes
+
+    def over(self, kind: str, start: int, end: int) -> Iterator[_Piece]:
+        runs = self._changes[kind].runs
+        for seg in queries.unit_runs(self._kv, kind, start, end):
+            for s, e, last in runs(max(seg.start, start), min(seg.end, end)):
+                yield s, e, seg.owner, seg.status, seg.batch, last
+
+    def held(self, account: str, kind: str) -> Iterator[_Piece]:
+        runs = self._changes[kind].runs
+        for seg in queries.account_runs(self._kv, account, kind):
+            if seg.status == "held":
+                for s, e, last in runs(seg.start, seg.end):
+                    yield s, e, seg.owner, seg.status, seg.batch, last
+
+
+def _snapshot_size(txn: Any) -> int:
+    """The tree size of a read transaction: its last block's (the state is
+    written in the same transaction as the block)."""
+    last = txn.last(Table.BLOCKS)
+    if last is None:
+        return 0
+    return decode_block(last[1]).tree_size
+
+
+class Reconciler:
+    """Reconciliation against one ledger, safe to call from several threads.
+
+    At the state's own tree size (what ``tree_size=0`` asks for) it uses
+    :func:`reconcile_current` and keeps one :class:`LastChanges` per kind,
+    advanced under a lock by each call; an older size is replayed. The last
+    few answers are kept by (size, rows), so the later pages of one answer
+    come from memory even after the log has grown.
+
+    ``ledger`` needs ``store`` (read transactions holding the blocks and the
+    state) and nothing else.
+    """
+
+    #: Answers kept for later pages.
+    KEEP = 4
+
+    def __init__(self, ledger: Any) -> None:
+        self._ledger = ledger
+        self._lock = threading.Lock()  # the indexes
+        self._answers_lock = threading.Lock()
+        self._changes: dict[str, LastChanges] = {}
+        self._answers: OrderedDict[tuple[int, tuple[BookRow, ...]], list[Mismatch]] = OrderedDict()
+
+    def reconcile(self, rows: Sequence[BookRow], tree_size: int = 0) -> tuple[int, list[Mismatch]]:
+        """``(size, mismatches)`` at ``tree_size`` (0: the latest).
+
+        Raises MalformedError for bad rows, NotFound for a size past the log.
+        """
+        _check_rows(rows)
+        books = tuple(rows)
+        if tree_size:
+            found = self._remembered(tree_size, books)
+            if found is not None:
+                return tree_size, found
+        with self._lock, self._ledger.store.read() as txn:
+            size = _snapshot_size(txn)
+            if tree_size > size:
+                raise NotFound("tree size", tree_size)
+            if tree_size in (0, size):
+                kv = txn.kv(Table.STATE)
+                changes = {kind: self._advanced(kv, kind, size) for kind in sorted({r.kind for r in books})}
+                out = reconcile_current(kv, books, changes)
+                self._remember(size, books, out)
+                return size, out
+        # An older tree: replay, outside the lock (the indexes are not used).
+        with self._ledger.store.read() as txn:
+            out = reconcile(txn.kv(Table.STATE), books, tree_size)
+        self._remember(tree_size, books, out)
+        return tree_size, out
+
+    def _advanced(self, kv: KV, kind: str, size: int) -> LastChanges:
+        changes = self._changes.get(kind)
+        if changes is None:
+            changes = self._changes[kind] = LastChanges(kind)
+        changes.advance(kv, size)
+        return changes
+
+    def _remembered(self, size: int, books: tuple[BookRow, ...]) -> list[Mismatch] | None:
+        with self._answers_lock:
+            found = self._answers.get((size, books))
+            if found is not None:
+                self._answers.move_to_end((size, books))
+            return found
+
+    def _remember(self, size: int, books: tuple[BookRow, ...], out: list[Mismatch]) -> None:
+        with self._answers_lock:
+            self._answers[(size, books)] = out
+            self._answers.move_to_end((size, books))
+            while len(self._answers) > self.KEEP:
+                self._answers.popitem(last=False)

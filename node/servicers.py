@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
@@ -32,7 +33,7 @@ from node.committer import Committed, GroupCommitter
 from node.errors import rpc_status_of
 from node.events import EventFilter, events_for_entry
 from node.labels import LabelBuilder
-from node.reconcile import BookRow, reconcile
+from node.reconcile import BookRow, Reconciler
 
 __all__ = ["CommitSignal", "EventsServicer", "LogServicer", "QueryServicer", "ReconcileServicer"]
 
@@ -304,29 +305,34 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
 
 
 class ReconcileServicer(reconcile_pb2_grpc.ReconcileServicer):
+    """Reconciliation runs in its own two threads, not the shared read pool:
+    an exchange's big books (or an old tree size, which is replayed) must
+    not hold up proofs and queries, and calls at the latest size take the
+    reconciler's lock in turn."""
+
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
+        self._reconciler = Reconciler(ledger)
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="reconcile")
 
     async def Reconcile(
         self, request: reconcile_pb2.ReconcileRequest, context: grpc.aio.ServicerContext
     ) -> reconcile_pb2.ReconcileResponse:
         limit = paging.page_size(request.page_size)
         resume = paging.decode_token("reconcile", request.page_token)
-        size = _tree_size(self._ledger, request.tree_size)
+        size = request.tree_size
         offset = 0
         if resume is not None:
             # Later pages must be read at the same size as the first.
             token_size, _, token_offset = resume.partition(":")
             if not (token_size.isdigit() and token_offset.isdigit()):
                 raise MalformedError("page_token", "not a token this server issued")
-            size, offset = _tree_size(self._ledger, int(token_size)), int(token_offset)
+            size, offset = int(token_size), int(token_offset)
+            if size == 0:
+                raise MalformedError("page_token", "not a token this server issued")
         rows = [BookRow(r.account, r.kind, r.batch, r.start, r.end, r.amount) for r in request.rows]
-
-        def run() -> list[Any]:
-            with self._ledger.state() as kv:
-                return reconcile(kv, rows, size)
-
-        mismatches = await _read(run)
+        loop = asyncio.get_running_loop()
+        size, mismatches = await loop.run_in_executor(self._pool, self._reconciler.reconcile, rows, size)
         note = await _read(self._ledger.checkpoint, size)
         page = mismatches[offset : offset + limit]
         more = offset + limit < len(mismatches)
@@ -334,5 +340,3 @@ class ReconcileServicer(reconcile_pb2_grpc.ReconcileServicer):
         return reconcile_pb2.ReconcileResponse(
             checkpoint=note, tree_size=size, mismatches=[convert.mismatch(m) for m in page], next_page_token=token
         )
-
-

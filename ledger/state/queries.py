@@ -8,6 +8,7 @@ things that do not exist raise :class:`NotFound`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "FootprintInfo",
     "Holding",
     "HoldingsPage",
+    "UnitRun",
     "UnitEvent",
     "Retirement",
     "UnitInfo",
@@ -35,7 +37,10 @@ __all__ = [
     "footprint_versions",
     "downstream_of",
     "get_holdings",
+    "unit_runs",
+    "account_runs",
     "unit_history",
+    "unit_history_since",
     "get_unit",
     "get_retirement",
     "get_batch",
@@ -246,6 +251,46 @@ def get_holdings(
 
 
 @dataclass(frozen=True, slots=True)
+class UnitRun:
+    """A stored segment: units ``[start, end)`` of one batch sharing one owner
+    and status (maximal: its neighbors differ in some field)."""
+
+    kind: str
+    batch: str
+    start: int
+    end: int
+    owner: str
+    status: str  # "held", "frozen" or "retired"
+
+
+def _run(kind: str, end_hex: bytes, raw: bytes) -> UnitRun:
+    v = dec(raw)
+    return UnitRun(kind, v["b"], v["s"], int(end_hex, 16), v["o"], v["st"])
+
+
+def unit_runs(kv: KV, kind: str, start: int, end: int) -> Iterator[UnitRun]:
+    """The segments holding any unit of ``[start, end)``, in serial order and
+    not clipped; units between them were never issued. One seek, then one
+    read per segment."""
+    _check_kind(kind)
+    prefix = key("sg", kind) + b"/"
+    for k, raw in kv.scan(prefix, prefix + n16(start + 1).encode()):
+        run = _run(kind, k[len(prefix) :], raw)
+        if run.start >= end:
+            return
+        yield run
+
+
+def account_runs(kv: KV, account: str, kind: str) -> Iterator[UnitRun]:
+    """The segments of ``kind`` that ``account`` owns, of every status, in
+    serial order: one prefix scan of the owner index."""
+    _check_kind(kind)
+    prefix = key("ao", account, kind) + b"/"
+    for k, raw in kv.scan(prefix):
+        yield _run(kind, k[len(prefix) :], raw)
+
+
+@dataclass(frozen=True, slots=True)
 class UnitEvent:
     index: int  # the entry that did it
     op: str  # issue, transfer, retire, freeze, claim
@@ -279,6 +324,27 @@ def unit_history(kv: KV, kind: str, start: int, end: int) -> tuple[UnitEvent, ..
                 idx = int(k[len(prefix) :].split(b"/")[0], 16)
                 detail = tuple(sorted((a, str(b)) for a, b in v.items() if a not in ("op", "s", "e")))
                 events.append(UnitEvent(idx, v["op"], kind, batch, v["s"], v["e"], detail))
+    events.sort(key=lambda e: (e.index, e.start))
+    return tuple(events)
+
+
+def unit_history_since(kv: KV, kind: str, from_index: int) -> tuple[UnitEvent, ...]:
+    """Everything that happened to units of ``kind`` in entries
+    ``from_index`` and later, in log order: one seek per batch, then only
+    the records returned are read."""
+    _check_kind(kind)
+    if from_index < 0:
+        raise MalformedError("from_index", "must not be negative")
+    events: list[UnitEvent] = []
+    batches = key("as", kind) + b"/"
+    for _k, batch_raw in kv.scan(batches):
+        batch = dec(batch_raw)
+        prefix = key("ah", kind, batch) + b"/"
+        for k, raw in kv.scan(prefix, prefix + n16(from_index).encode()):
+            v = dec(raw)
+            idx = int(k[len(prefix) :].split(b"/")[0], 16)
+            detail = tuple(sorted((a, str(b)) for a, b in v.items() if a not in ("op", "s", "e")))
+            events.append(UnitEvent(idx, v["op"], kind, batch, v["s"], v["e"], detail))
     events.sort(key=lambda e: (e.index, e.start))
     return tuple(events)
 
