@@ -16,6 +16,7 @@ data is not authenticated and this module never interprets it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -76,7 +77,15 @@ class TlogProof:
             raise MalformedError("tlog-proof extra", f"must be 1 to {_MAX_EXTRA} bytes")
         # The note must be a well-formed signed checkpoint; signatures are
         # checked only by verify_tlog_proof.
-        parse_checkpoint(parse_note(self.checkpoint_note).text)
+        _check_checkpoint_note(self.checkpoint_note)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_checkpoint_note(note: str) -> None:
+    # Every proof of a label, or of a batch of proofs served at one tree
+    # size, carries the same note: parse it once. Keyed by the text, so a
+    # hit is always right; a note that fails to parse raises and is not kept.
+    parse_checkpoint(parse_note(note).text)
 
 
 def format_tlog_proof(proof: TlogProof) -> str:
