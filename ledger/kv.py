@@ -47,7 +47,7 @@ class MemoryKV:
     scan seeks with two bisections.
     """
 
-    _BLOCK = 1000
+    _BLOCK = 256
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}

@@ -35,7 +35,7 @@ import json
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["dec", "dec_shared", "drop_caches", "enc", "key", "n16", "new_cache"]
+__all__ = ["dec", "dec_shared", "drop_caches", "enc", "encode_string", "key", "n16", "new_cache", "share"]
 
 
 # Built once: json.dumps/json.loads re-check their arguments on every call,
@@ -51,6 +51,9 @@ _C_ENCODE = (
     else None
 )
 _SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
+#: A str as a JSON string literal, exactly as :func:`enc` writes strings
+#: (quotes and escapes, non-ASCII kept as is).
+encode_string: Any = encode_basestring
 
 
 def enc(value: Any) -> bytes:
@@ -78,11 +81,15 @@ def dec(data: bytes) -> Any:
 
 # Decoded values by their bytes, for values a handler only reads (org records
 # on every entry, batch records, upstream footprints). Keyed by content, so a
-# hit is right whatever happened to the state since, including a discarded
-# Overlay; bounded by dropping everything when full.
+# hit is right whatever happened to the state since, including a rolled-back
+# entry. Two generations bound it: when the young one is full it becomes the
+# old one (the previous old one is dropped), and a hit in the old generation
+# moves back to the young one, so values in steady use, such as org records,
+# are never dropped.
 _SHARED: dict[bytes, Any] = {}
-_SHARED_MAX = 1 << 13  # footprint records are ~1 KiB: this bounds the cache to tens of MiB
-_CACHES: list[dict[bytes, Any]] = [_SHARED]
+_SHARED_OLD: dict[bytes, Any] = {}
+_SHARED_MAX = 1 << 12  # per generation; a decoded footprint record takes ~4 KiB: tens of MiB at most
+_CACHES: list[dict[bytes, Any]] = [_SHARED, _SHARED_OLD]
 
 
 def new_cache() -> dict[bytes, Any]:
@@ -104,11 +111,26 @@ def dec_shared(data: bytes) -> Any:
     read it, never change it (copy first)."""
     value = _SHARED.get(data)
     if value is None:
-        value = dec(data)
-        if len(_SHARED) >= _SHARED_MAX:
-            _SHARED.clear()
-        _SHARED[data] = value
+        value = _SHARED_OLD.get(data)
+        if value is None:
+            value = dec(data)
+        share(data, value)
     return value
+
+
+def share(data: bytes, value: Any) -> None:
+    """Record ``value`` as what :func:`dec_shared` returns for ``data``.
+
+    Requires ``data == enc(value)`` and a value made of dicts, lists, strs,
+    ints and None only (what :func:`dec` makes), never changed afterwards. A
+    writer that hands over the value it just encoded saves the next reader
+    the decode.
+    """
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED_OLD.clear()
+        _SHARED_OLD.update(_SHARED)
+        _SHARED.clear()
+    _SHARED[data] = value
 
 
 def n16(n: int) -> str:

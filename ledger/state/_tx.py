@@ -14,7 +14,7 @@ from typing import Any
 from ledger.errors import PermissionDenied, StateRuleError
 from ledger.kv import KV
 from ledger.records.ops import Operation
-from ledger.state._codec import dec, dec_shared, enc, key
+from ledger.state._codec import dec, dec_shared, enc, key, share
 
 __all__ = ["ApplyContext", "Event", "Applied", "Tx"]
 
@@ -74,6 +74,14 @@ class Tx:
 
     def put(self, value: Any, *parts: str) -> None:
         self.kv.put(key(*parts), enc(value))
+
+    def put_shared(self, value: Any, *parts: str) -> None:
+        """Like :meth:`put`, and hand ``value`` to later :meth:`read` calls
+        (see :func:`share`): never change it, or anything in it, afterwards.
+        For records that are read again soon, such as footprints."""
+        raw = enc(value)
+        self.kv.put(key(*parts), raw)
+        share(raw, value)
 
     def emit(self, kind: str, subject: str, *refs: str) -> None:
         self.events.append(Event(kind, subject, tuple(refs)))

@@ -37,6 +37,14 @@ def _dec(text: str) -> Fraction:
     return Fraction(text.lstrip("+"))
 
 
+@lru_cache(maxsize=4096)
+def _contribution(quantity: str, pcf: str, unit_amount: str) -> Fraction:
+    # A component's share of the declared PCF: quantity x upstream PCF per
+    # upstream declared unit. Each Fraction operation costs microseconds and
+    # the same triples recur, so they are computed once.
+    return _dec(quantity) * _dec(pcf) / _dec(unit_amount)
+
+
 def _footprint(tx: Tx, pf_id: str, field_name: str, rule: str = "footprint_not_found") -> dict[str, Any]:
     # A shallow copy of a shared value: callers set top-level fields only.
     rec = tx.read("f", pf_id)
@@ -81,7 +89,7 @@ def _mark_stale(tx: Tx, root: str) -> None:
             rec = tx.get("f", down)
             assert rec is not None
             rec["stale"] = [*rec["stale"], {"upstream": up, "root": root, "index": tx.ctx.index}]
-            tx.put(rec, "f", down)
+            tx.put_shared(rec, "f", down)
             marked.append(down)
             queue.append(down)
     if marked:
@@ -90,7 +98,7 @@ def _mark_stale(tx: Tx, root: str) -> None:
 
 def _deprecate(tx: Tx, pf_id: str, rec: dict[str, Any], successor: str | None) -> None:
     rec.update(status="Deprecated", deprecated=tx.ctx.index, successor=successor)
-    tx.put(rec, "f", pf_id)
+    tx.put_shared(rec, "f", pf_id)
     tx.emit("footprint.deprecated", pf_id, *((successor,) if successor else ()))
     _mark_stale(tx, pf_id)
 
@@ -126,7 +134,7 @@ def _publish(tx: Tx) -> None:
             raise StateRuleError("component_not_active", f"upstream {up_id} is {up['status']}", where)
         if up["unit"] != comp.unit:
             raise StateRuleError("component_unit_mismatch", f"upstream is declared per {up['unit']}", f"{where}.unit")
-        total += _dec(comp.quantity) * _dec(up["pcf"]) / _dec(up["unitAmount"])
+        total += _contribution(comp.quantity, up["pcf"], up["unitAmount"])
         components.append({"pf": up_id, "quantity": comp.quantity, "unit": comp.unit})
     # (3) No product contains a version of itself. A first version starts a
     # new lineage that nothing existing can reference, so only re-versions
@@ -142,8 +150,9 @@ def _publish(tx: Tx) -> None:
     # (4) Claims: retired by this owner, inside the reference period, unclaimed.
     gec = check_claims(tx, "gec", [(r.start, r.end) for r in body.claims.gec], owner, summary.ref_start, summary.ref_end)
     ccer = check_claims(tx, "ccer", [(r.start, r.end) for r in body.claims.ccer], owner, summary.ref_start, summary.ref_end)
-    # Everything checked: write.
-    tx.put(
+    # Everything checked: write. Attestations and downstream publishes read
+    # the record soon: hand it over instead of making them decode it.
+    tx.put_shared(
         {
             "owner": owner,
             "status": "Active",
@@ -216,7 +225,7 @@ def _attest(tx: Tx) -> None:
             "standardName": body.standardName,
         },
     ]
-    tx.put(rec, "f", pf_id)
+    tx.put_shared(rec, "f", pf_id)
     tx.emit("footprint.attested", pf_id, tx.op.org)
 
 

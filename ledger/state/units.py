@@ -35,18 +35,20 @@ def range_label(kind: str, start: int, end: int) -> str:
 
 def _history(tx: Tx, kind: str, segs: list[Segment], what: str, **extra: Any) -> None:
     # One record per batch touched, clipped to the units of that batch.
+    index = tx.ctx.index
+    if len(segs) == 1:  # the usual case: one segment, so one batch
+        s, e, value = segs[0]
+        tx.put({"op": what, "s": s, "e": e, **extra}, "ah", kind, value["b"], n16(index), n16(s))
+        return
     by_batch: dict[str, list[int]] = {}
-    order: list[str] = []
     for seg in segs:
         batch = str(seg.value["b"])
         if batch not in by_batch:
             by_batch[batch] = [seg.start, seg.end]
-            order.append(batch)
         else:
             by_batch[batch][1] = seg.end
-    for batch in order:
-        s, e = by_batch[batch]
-        tx.put({"op": what, "s": s, "e": e, **extra}, "ah", kind, batch, n16(tx.ctx.index), n16(s))
+    for batch, (s, e) in by_batch.items():  # dicts keep insertion (serial) order
+        tx.put({"op": what, "s": s, "e": e, **extra}, "ah", kind, batch, n16(index), n16(s))
 
 
 def issue_units(tx: Tx, kind: str, batch_id: str, record: dict[str, Any], quantity: int, to: str) -> tuple[int, int]:
@@ -70,21 +72,26 @@ def check_movable(tx: Tx, kind: str, start: int, end: int) -> list[Segment]:
     """The segments of ``[start, end)`` if the acting org may move them all:
     it holds them, and none is retired, frozen or (GEC) past its validity."""
     segs = covering(tx.kv, kind, start, end)
-    validity: dict[str, int | None] = {}
+    org = tx.op.org
+    checked: str | None = None  # the last batch whose validity was checked
     for seg in segs:
-        if seg.owner != tx.op.org:
+        value = seg.value
+        if value["o"] != org:
             raise PermissionDenied("not_owner", "units held by another account", "body.start")
-        if seg.status == RETIRED:
+        status = value["st"]
+        if status == RETIRED:
             raise StateRuleError("units_retired", "units already retired or cancelled", "body.start")
-        if seg.status == FROZEN:
+        if status == FROZEN:
             raise StateRuleError("units_frozen", "units frozen by a CCER registration", "body.start")
-        batch = str(seg.value["b"])
-        if batch not in validity:
+        batch = value["b"]
+        if batch != checked:
+            # Segments come in serial order and a batch's units are
+            # contiguous, so each batch is checked once.
             rec = tx.read("ab", kind, batch)
-            validity[batch] = None if rec is None else rec.get("validityEnd")
-        end_of_validity = validity[batch]
-        if end_of_validity is not None and end_of_validity < tx.ctx.time:
-            raise StateRuleError("units_expired", "units past their validity end", "body.start")
+            end_of_validity = None if rec is None else rec.get("validityEnd")
+            if end_of_validity is not None and end_of_validity < tx.ctx.time:
+                raise StateRuleError("units_expired", "units past their validity end", "body.start")
+            checked = batch
     return segs
 
 
@@ -103,7 +110,8 @@ def retire_units(tx: Tx, kind: str, start: int, end: int, record: dict[str, Any]
     segs = check_movable(tx, kind, start, end)
     index = tx.ctx.index
     changed = rewrite(tx.kv, kind, start, end, segs, lambda v: {**v, "st": RETIRED, "r": index})
-    tx.put({**record, "by": tx.op.org, "s": start, "e": end}, "ar", kind, n16(index))
+    # Read back by the claims that cite these units: hand the record over.
+    tx.put_shared({**record, "by": tx.op.org, "s": start, "e": end}, "ar", kind, n16(index))
     _history(tx, kind, changed, "retire", by=tx.op.org)
     tx.emit("units.retired", range_label(kind, start, end), tx.op.org)
 
