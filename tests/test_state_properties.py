@@ -81,6 +81,13 @@ def test_random_sequences_conserve_units_and_replay(ops: list[tuple[str, str, st
         value = {k: x for k, x in v.items() if k != "s"}
         assert value != previous
         previous = value
+    # The owner index mirrors the segments exactly: same keys, same bytes.
+    mirror = sorted(
+        (f"sg/{kind}/{end}".encode(), owner, raw)
+        for key, raw in w.kv.scan(b"ao/")
+        for owner, kind, end in [key.decode().split("/")[1:]]
+    )
+    assert mirror == [(key, json.loads(raw)["o"], raw) for key, raw in w.kv.scan(b"sg/")]
     # Every claim recorded by a footprint matches the units' claim marks.
     for key, raw in w.kv.scan(b"f/"):
         rec = json.loads(raw)

@@ -10,8 +10,9 @@ seek plus O(segments touched), never a scan of the whole kind.
 
 Every segment is mirrored under its owner (``ao/{org}/{kind}/{e}``) so that an
 account's holdings are one prefix scan. Splitting, rewriting and re-merging is
-done by :func:`rewrite`, which deletes before it puts so that an Overlay's write
-list, and so the state digest, depends only on the operation.
+done by :func:`rewrite`, which deletes the keys it does not write again, then
+puts, each in serial order, so that the write list, and so the state digest,
+depends only on the operation.
 """
 
 from __future__ import annotations
@@ -177,12 +178,6 @@ def add_segment(kv: KV, kind: str, start: int, end: int, value: dict[str, Any]) 
     _put(kv, kind, Segment(start, end, value))
 
 
-def _delete(kv: KV, kind: str, seg: Segment) -> None:
-    end = seg.end
-    kv.delete(f"sg/{kind}/{end:016x}".encode())
-    kv.delete(f"ao/{seg.value['o']}/{kind}/{end:016x}".encode())
-
-
 def rewrite(
     kv: KV,
     kind: str,
@@ -228,12 +223,21 @@ def rewrite(
             merged.append(piece)
     # Both lists hold at most a handful of segments: compare them directly
     # (tuple and dict equality) rather than encoding each to bytes.
-    # Deletes first, then puts, each in serial order: a rewritten segment can
-    # keep its end key, and the write list must follow the operation only.
+    fresh = [seg for seg in merged if seg not in old]
+    # A rewritten segment often keeps its end key (the remainder of a split,
+    # a retired head): a key that is written again is not deleted first.
+    # Deletes, then puts, each in serial order, so the write list follows the
+    # operation only.
+    rewritten = {seg.end: seg.value["o"] for seg in fresh}
     for seg in old:
         if seg not in merged:
-            _delete(kv, kind, seg)
-    for seg in merged:
-        if seg not in old:
-            _put(kv, kind, seg)
+            end = seg.end
+            owner = seg.value["o"]
+            new_owner = rewritten.get(end)
+            if new_owner is None:
+                kv.delete(f"sg/{kind}/{end:016x}".encode())
+            if new_owner != owner:
+                kv.delete(f"ao/{owner}/{kind}/{end:016x}".encode())
+    for seg in fresh:
+        _put(kv, kind, seg)
     return changed
