@@ -66,7 +66,7 @@ class MemoryKV:
         data = self._data
         if key not in data:
             self._insert(key)
-        data[key] = bytes(value)
+        data[key] = value if type(value) is bytes else bytes(value)
 
     def delete(self, key: bytes) -> None:
         if self._data.pop(key, None) is not None:

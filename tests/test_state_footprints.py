@@ -35,6 +35,21 @@ def test_publish_rules() -> None:
     w.ok("pcf.publish", "PARTS", {"footprint": pact_doc("bolt", "0.5"), "components": [{"pfId": pf_uuid("coil"), "quantity": "1", "unit": "kilogram"}]})
 
 
+def test_upstream_sum_is_exact_across_denominators() -> None:
+    w = World()
+    w.publish("STEEL", "steel", "2")
+    w.publish("STEEL", "coil", "500", amount="1000")
+    w.publish("STEEL", "wire", "1", amount="3")
+    # 0.1 x 2 + 0.3 x 500/1000 + 0.3 x 1/3 = 0.2 + 0.15 + 0.1 = 0.45, exactly.
+    comps = [
+        {"pfId": pf_uuid("steel"), "quantity": "0.1", "unit": "kilogram"},
+        {"pfId": pf_uuid("coil"), "quantity": "0.3", "unit": "kilogram"},
+        {"pfId": pf_uuid("wire"), "quantity": "0.3", "unit": "kilogram"},
+    ]
+    w.reject(StateRuleError, "pcf_below_components", "pcf.publish", "PARTS", {"footprint": pact_doc("part", "0.449999"), "components": comps})
+    w.ok("pcf.publish", "PARTS", {"footprint": pact_doc("part", "0.45"), "components": comps})
+
+
 def test_deprecate_and_attest_rules() -> None:
     w = World()
     applied = w.publish("STEEL", "steel", "2")

@@ -58,6 +58,8 @@ encode_string: Any = encode_basestring
 
 def enc(value: Any) -> bytes:
     """Canonical bytes of a JSON-able state value: sorted keys, no spaces, UTF-8."""
+    if type(value) is int:  # index records (fo/, fd/, a/next): no encoder needed
+        return str(value).encode()
     if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
         return _ENCODER.encode(value).encode()
     return "".join(_C_ENCODE(value, 0)).encode()

@@ -14,7 +14,7 @@ from typing import Any
 from ledger.errors import PermissionDenied, StateRuleError
 from ledger.kv import KV
 from ledger.records.ops import Operation
-from ledger.state._codec import dec, dec_shared, enc, key, share
+from ledger.state._codec import dec, dec_shared, enc, share
 
 __all__ = ["ApplyContext", "Event", "Applied", "Tx"]
 
@@ -57,30 +57,32 @@ class Tx:
     events: list[Event] = field(default_factory=list)
 
     # --- reading and writing state values -------------------------------------
+    # Keys are built inline as :func:`ledger.state._codec.key` builds them:
+    # these run several times per entry.
 
     def get(self, *parts: str) -> Any | None:
         """The value at ``parts``, freshly decoded: the caller may change it."""
-        raw = self.kv.get(key(*parts))
+        raw = self.kv.get("/".join(parts).encode())
         return None if raw is None else dec(raw)
 
     def read(self, *parts: str) -> Any | None:
         """The value at ``parts`` for reading only: it may be shared with
         other readers (see :func:`dec_shared`), so never change it."""
-        raw = self.kv.get(key(*parts))
+        raw = self.kv.get("/".join(parts).encode())
         return None if raw is None else dec_shared(raw)
 
     def exists(self, *parts: str) -> bool:
-        return self.kv.get(key(*parts)) is not None
+        return self.kv.get("/".join(parts).encode()) is not None
 
     def put(self, value: Any, *parts: str) -> None:
-        self.kv.put(key(*parts), enc(value))
+        self.kv.put("/".join(parts).encode(), enc(value))
 
     def put_shared(self, value: Any, *parts: str) -> None:
         """Like :meth:`put`, and hand ``value`` to later :meth:`read` calls
         (see :func:`share`): never change it, or anything in it, afterwards.
         For records that are read again soon, such as footprints."""
         raw = enc(value)
-        self.kv.put(key(*parts), raw)
+        self.kv.put("/".join(parts).encode(), raw)
         share(raw, value)
 
     def emit(self, kind: str, subject: str, *refs: str) -> None:

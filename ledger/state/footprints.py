@@ -124,7 +124,9 @@ def _publish(tx: Tx) -> None:
         preds.append((pred_id, rec))
     lineage = preds[0][1]["lineage"] if preds else pf_id
     # (2) Components: exist, Active, same unit; sum their contributions.
-    total = Fraction(0)
+    # The upstream sum as an unreduced fraction num/den of integers: adding
+    # Fractions reduces by a gcd at every step, and the sum is only compared.
+    num, den = 0, 1
     components: list[dict[str, str]] = []
     for i, comp in enumerate(body.components):
         where = f"body.components[{i}]"
@@ -134,17 +136,22 @@ def _publish(tx: Tx) -> None:
             raise StateRuleError("component_not_active", f"upstream {up_id} is {up['status']}", where)
         if up["unit"] != comp.unit:
             raise StateRuleError("component_unit_mismatch", f"upstream is declared per {up['unit']}", f"{where}.unit")
-        total += _contribution(comp.quantity, up["pcf"], up["unitAmount"])
+        part = _contribution(comp.quantity, up["pcf"], up["unitAmount"])
+        if part.denominator == den:
+            num += part.numerator
+        else:
+            num, den = num * part.denominator + part.numerator * den, den * part.denominator
         components.append({"pf": up_id, "quantity": comp.quantity, "unit": comp.unit})
     # (3) No product contains a version of itself. A first version starts a
     # new lineage that nothing existing can reference, so only re-versions
     # need the upstream walk.
     if preds:
         _check_acyclic(tx, lineage, [c["pf"] for c in components])
-    if _dec(summary.pcf) < total:
+    declared = _dec(summary.pcf)
+    if declared.numerator * den < num * declared.denominator:  # declared < num / den
         raise StateRuleError(
             "pcf_below_components",
-            f"declared PCF {summary.pcf} is below the upstream sum {float(total):.6g}",
+            f"declared PCF {summary.pcf} is below the upstream sum {float(Fraction(num, den)):.6g}",
             "body.footprint.pcf.pcfExcludingBiogenicUptake",
         )
     # (4) Claims: retired by this owner, inside the reference period, unclaimed.
