@@ -164,10 +164,16 @@ def _neighbor_after(kv: KV, kind: str, end: int) -> Segment | None:
     return None
 
 
-def _put(kv: KV, kind: str, seg: Segment) -> None:
+# A segment being built: (start, end, value), like a Segment's fields.
+_Piece = tuple[int, int, dict[str, Any]]
+
+
+def _put(kv: KV, kind: str, seg: _Piece) -> None:
     start, end, value = seg
     raw = encode_segment(start, value)
-    _remember(raw, (start, value))
+    if len(_SEGMENTS) >= _SEGMENTS_MAX:
+        _SEGMENTS.clear()
+    _SEGMENTS[raw] = (start, value)
     kv.put(f"sg/{kind}/{end:016x}".encode(), raw)
     kv.put(f"ao/{value['o']}/{kind}/{end:016x}".encode(), raw)
 
@@ -193,7 +199,6 @@ def rewrite(
     value; adjacent segments with equal values, including the untouched
     neighbors, are merged. Returns the new segments inside the range.
     """
-    pieces: list[Segment] = []
     # Stored segments are maximal runs (every write goes through this merge),
     # so a neighbor can merge only with a changed piece that reaches it: when
     # the range starts inside segs[0] (or ends inside segs[-1]), the
@@ -202,42 +207,47 @@ def rewrite(
     before = _neighbor_before(kv, kind, start) if start == segs[0].start else None
     after = _neighbor_after(kv, kind, end) if end == segs[-1].end else None
     old = [s for s in (before, *segs, after) if s is not None]
+    # Pieces are plain (start, end, value) tuples, which compare equal to
+    # Segments with the same fields; only the changed ones, returned, are
+    # built as Segments.
+    pieces: list[_Piece] = []
     if before is not None:
         pieces.append(before)
     changed: list[Segment] = []
-    for seg in segs:
-        if seg.start < start:
-            pieces.append(Segment(seg.start, start, seg.value))
-        mid = Segment(max(seg.start, start), min(seg.end, end), change(seg.value))
+    for seg_start, seg_end, value in segs:
+        if seg_start < start:
+            pieces.append((seg_start, start, value))
+        mid = Segment(max(seg_start, start), min(seg_end, end), change(value))
         pieces.append(mid)
         changed.append(mid)
-        if seg.end > end:
-            pieces.append(Segment(end, seg.end, seg.value))
+        if seg_end > end:
+            pieces.append((end, seg_end, value))
     if after is not None:
         pieces.append(after)
-    merged: list[Segment] = []
-    for piece in pieces:
-        if merged and merged[-1].end == piece.start and merged[-1].value == piece.value:
-            merged[-1] = Segment(merged[-1].start, piece.end, piece.value)
+    merged: list[_Piece] = [pieces[0]]
+    for piece in pieces[1:]:
+        last = merged[-1]
+        if last[1] == piece[0] and last[2] == piece[2]:
+            merged[-1] = (last[0], piece[1], piece[2])
         else:
             merged.append(piece)
     # Both lists hold at most a handful of segments: compare them directly
     # (tuple and dict equality) rather than encoding each to bytes.
-    fresh = [seg for seg in merged if seg not in old]
+    fresh = [piece for piece in merged if piece not in old]
     # A rewritten segment often keeps its end key (the remainder of a split,
     # a retired head): a key that is written again is not deleted first.
     # Deletes, then puts, each in serial order, so the write list follows the
     # operation only.
-    rewritten = {seg.end: seg.value["o"] for seg in fresh}
+    rewritten = {piece[1]: piece[2]["o"] for piece in fresh}
     for seg in old:
         if seg not in merged:
-            end = seg.end
+            gone = seg.end
             owner = seg.value["o"]
-            new_owner = rewritten.get(end)
+            new_owner = rewritten.get(gone)
             if new_owner is None:
-                kv.delete(f"sg/{kind}/{end:016x}".encode())
+                kv.delete(f"sg/{kind}/{gone:016x}".encode())
             if new_owner != owner:
-                kv.delete(f"ao/{owner}/{kind}/{end:016x}".encode())
-    for seg in fresh:
-        _put(kv, kind, seg)
+                kv.delete(f"ao/{owner}/{kind}/{gone:016x}".encode())
+    for piece in fresh:
+        _put(kv, kind, piece)
     return changed

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger.errors import PermissionDenied, StateRuleError
-from ledger.state._codec import n16
+from ledger.state._codec import enc, n16
 from ledger.state._tx import Tx
 from ledger.state.ranges import FROZEN, HELD, RETIRED, Segment, add_segment, covering, rewrite
 
@@ -38,7 +38,8 @@ def _history(tx: Tx, kind: str, segs: list[Segment], what: str, **extra: Any) ->
     index = tx.ctx.index
     if len(segs) == 1:  # the usual case: one segment, so one batch
         s, e, value = segs[0]
-        tx.put({"op": what, "s": s, "e": e, **extra}, "ah", kind, value["b"], n16(index), n16(s))
+        record = enc({"op": what, "s": s, "e": e, **extra})
+        tx.kv.put(f"ah/{kind}/{value['b']}/{index:016x}/{s:016x}".encode(), record)
         return
     by_batch: dict[str, list[int]] = {}
     for seg in segs:
