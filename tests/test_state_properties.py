@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import LedgerError
-from ledger.state import _codec, ranges
+from ledger.state import _codec, ranges, units
 from ledger.state._codec import drop_caches
 from ledger.state.queries import batch_supply, get_batch
 from tests.test_state_world import T0, Y2024, World
@@ -119,3 +119,26 @@ def assert_caches_match_bytes() -> None:
         assert _codec.dec(raw) == value
     for raw, (start, seg_value) in ranges._SEGMENTS.items():
         assert _codec.dec(raw) == {**seg_value, "s": start}
+
+
+
+segment_text = st.text(max_size=6)  # any str, including quotes, escapes and non-ASCII
+segment_values = st.fixed_dictionaries(
+    {"b": segment_text, "o": segment_text, "st": st.sampled_from(["held", "retired", "frozen"])},
+    optional={"c": segment_text, "r": st.integers(0, 2**53), "x": st.one_of(st.none(), st.integers())},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.integers(0, 2**53), value=segment_values)
+def test_segment_encoding_is_the_canonical_encoding(start: int, value: dict[str, object]) -> None:
+    assert ranges.encode_segment(start, value) == _codec.enc({**value, "s": start})
+
+@settings(max_examples=200, deadline=None)
+@given(s=st.integers(0, 2**53), e=st.integers(0, 2**53), a=segment_text, b=segment_text)
+def test_history_records_are_the_canonical_encoding(s: int, e: int, a: str, b: str) -> None:
+    enc = _codec.enc
+    assert units.transfer_record(a, b)(s, e) == enc({"op": "transfer", "s": s, "e": e, "from": a, "to": b})
+    assert units.retire_record(a)(s, e) == enc({"op": "retire", "s": s, "e": e, "by": a})
+    assert units.freeze_record(a)(s, e) == enc({"op": "freeze", "s": s, "e": e, "reason": a})
+    assert units.claim_record(a)(s, e) == enc({"op": "claim", "s": s, "e": e, "pf": a})
