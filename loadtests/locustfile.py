@@ -2,8 +2,10 @@
 
 Follows Locust's documented gRPC pattern: gRPC is made gevent-aware with
 ``grpc.experimental.gevent.init_gevent()`` before any channel exists, and
-every call goes through an interceptor that fires one Locust ``request``
-event per call (name = the RPC method, failures = any RPC error).
+every call fires one Locust ``request`` event (name = the RPC method,
+failures = any RPC error). The event is fired by :meth:`LedgerUser.call`
+rather than by a channel interceptor: Locust shares the node's two cores,
+and the interceptor's wrapping cost a tenth of Locust's time per call.
 
 The actors, in roughly the proportions of a live registry (``weight`` shares
 the users among holders and suppliers; the others are a fixed few):
@@ -19,12 +21,17 @@ the users among holders and suppliers; the others are a fixed few):
   and verifies it offline against the log's key, about once a second (a
   buyer scanning products, not a crawler);
 - :class:`ExchangeUser` (1 user): reconciles its book of a holder's GEC
-  against the ledger every 10 seconds (exchanges reconcile periodically; a
-  reconciliation replays the unit history of the kind, so it is the
-  heaviest read the node serves).
+  against the ledger every 10 seconds (exchanges reconcile periodically;
+  the node answers from its state's indexes and the entries that changed
+  the units since its last reconciliation).
 
-Holders, suppliers and verifiers submit back to back (no think time): they
-stand for the many organizations of a busy registry.
+Holders and suppliers stand for the many organizations of a busy registry.
+Each submits ``$LOAD_USER_RATE`` operations a second (Locust's
+``constant_throughput``; ``run_locust --rate`` spreads a total rate over
+them), or back to back when it is 0 or unset. Paced users make a nearly
+open workload, whose latency is the node's; N back-to-back users keep a
+queue of N full, so their mean latency is N divided by the rate whatever
+the node does. Verifiers attest as footprints appear.
 
 Each holder or supplier user signs as its own organization (seeded by
 ``run_locust``) and waits for every answer before its next operation, so its
@@ -53,43 +60,15 @@ from typing import Any
 
 import grpc
 from carbonledger.v1 import log_pb2, log_pb2_grpc, reconcile_pb2, reconcile_pb2_grpc
-from locust import User, constant, constant_pacing, events, task
-from locust.env import Environment
+from locust import User, constant, constant_pacing, constant_throughput, events, task
 
 from loadtests._scenario import HolderStream, Network, Op, attest_op
 
-__all__ = ["BuyerUser", "ExchangeUser", "HolderUser", "LocustInterceptor", "SupplierUser", "VerifierUser"]
+__all__ = ["BuyerUser", "ExchangeUser", "HolderUser", "SupplierUser", "VerifierUser"]
 
 _TIMEOUT = 30.0
-
-
-class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Fires one Locust request event per unary call, failed or not."""
-
-    def __init__(self, environment: Environment) -> None:
-        self._env = environment
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        start = time.perf_counter()
-        call = continuation(details, request)
-        exception = None
-        length = 0
-        try:
-            response = call.result()
-            length = response.ByteSize()
-        except grpc.RpcError as exc:
-            exception = exc
-            response = None
-        self._env.events.request.fire(
-            request_type="grpc",
-            name=details.method.rsplit("/", 1)[-1],
-            response_time=(time.perf_counter() - start) * 1000,
-            response_length=length,
-            response=response,
-            context=None,
-            exception=exception,
-        )
-        return call
+#: Operations per second of each holder and supplier user (0: back to back).
+_USER_RATE = float(os.environ.get("LOAD_USER_RATE", "0") or 0)
 
 
 class _Shared:
@@ -110,16 +89,13 @@ class _Shared:
         self._channels: list[Any] = []
         self._next_channel = itertools.count()
 
-    def channel(self, target: str, environment: Environment) -> Any:
+    def channel(self, target: str) -> Any:
         """One of a few channels the process's users share: HTTP/2 carries
         many concurrent calls per connection, and a channel per user would
         cost each its own connection and polling."""
         if not self._channels:
             count = int(os.environ.get("LOAD_CHANNELS", "4"))
-            self._channels = [
-                grpc.intercept_channel(grpc.insecure_channel(target), LocustInterceptor(environment))
-                for _ in range(count)
-            ]
+            self._channels = [grpc.insecure_channel(target) for _ in range(count)]
         return self._channels[next(self._next_channel) % len(self._channels)]
 
     def claim_holder(self) -> str:
@@ -176,26 +152,42 @@ def _flush_on_quit(**_: Any) -> None:
 
 
 class LedgerUser(User):  # type: ignore[misc]
-    """A user with a gevent-friendly channel to the node behind the interceptor."""
+    """A user with a gevent-friendly channel to the node."""
 
     abstract = True
     wait_time = constant(0)
 
     def on_start(self) -> None:
         self.shared = shared()
-        channel = self.shared.channel(self.host, self.environment)
+        channel = self.shared.channel(self.host)
         self.log = log_pb2_grpc.LogStub(channel)
         self.reconcile_stub = reconcile_pb2_grpc.ReconcileStub(channel)
+        self._fire = self.environment.events.request.fire
 
     def on_stop(self) -> None:
         self.shared.flush()
 
-    def submit(self, op: Op) -> log_pb2.SubmitResponse | None:
+    def call(self, name: str, method: Any, request: Any) -> Any:
+        """Call a unary RPC and report it to Locust; None if it failed."""
+        start = time.perf_counter()
         try:
-            response = self.log.Submit(log_pb2.SubmitRequest(envelope=op.entry), timeout=_TIMEOUT)
-        except grpc.RpcError:
-            return None  # counted as a failure by the interceptor
-        self.shared.record(response.index, op.entry)
+            response = method(request, timeout=_TIMEOUT)
+        except grpc.RpcError as exc:
+            self._fire(
+                request_type="grpc", name=name, response_time=(time.perf_counter() - start) * 1000,
+                response_length=0, response=None, context=None, exception=exc,
+            )  # fmt: skip
+            return None
+        self._fire(
+            request_type="grpc", name=name, response_time=(time.perf_counter() - start) * 1000,
+            response_length=response.ByteSize(), response=response, context=None, exception=None,
+        )  # fmt: skip
+        return response
+
+    def submit(self, op: Op) -> log_pb2.SubmitResponse | None:
+        response = self.call("Submit", self.log.Submit, log_pb2.SubmitRequest(envelope=op.entry))
+        if response is not None:
+            self.shared.record(response.index, op.entry)
         return response
 
 
@@ -203,6 +195,7 @@ class _StreamUser(LedgerUser):
     """A user that owns one seeded holder organization."""
 
     abstract = True
+    wait_time = constant_throughput(_USER_RATE) if _USER_RATE > 0 else constant(0)
 
     def on_start(self) -> None:
         super().on_start()
@@ -265,9 +258,8 @@ class BuyerUser(LedgerUser):
             time.sleep(0.05)
             return
         pf_id = random.choice(self.shared.labels)
-        try:
-            label = self.log.GetLabel(log_pb2.GetLabelRequest(footprint_id=pf_id), timeout=_TIMEOUT)
-        except grpc.RpcError:
+        label = self.call("GetLabel", self.log.GetLabel, log_pb2.GetLabelRequest(footprint_id=pf_id))
+        if label is None:
             return
         start = time.perf_counter()
         exception = None
@@ -275,7 +267,7 @@ class BuyerUser(LedgerUser):
             verify_label(label.data, self.shared.policy())
         except Exception as exc:  # noqa: BLE001 - any failure to verify is a failed request
             exception = exc
-        self.environment.events.request.fire(
+        self._fire(
             request_type="offline", name="verify_label", response_time=(time.perf_counter() - start) * 1000,
             response_length=len(label.data), response=None, context=None, exception=exception,
         )  # fmt: skip
@@ -296,7 +288,4 @@ class ExchangeUser(LedgerUser):
         # holder (the ledger reports whatever moved since as mismatches,
         # with the entries that prove its side).
         row = reconcile_pb2.BookRow(account=holders[i], kind="gec", start=i * per, end=i * per + 1000)
-        try:
-            self.reconcile_stub.Reconcile(reconcile_pb2.ReconcileRequest(rows=[row], page_size=50), timeout=_TIMEOUT)
-        except grpc.RpcError:
-            pass
+        self.call("Reconcile", self.reconcile_stub.Reconcile, reconcile_pb2.ReconcileRequest(rows=[row], page_size=50))

@@ -1,6 +1,6 @@
 """Run the Locust scenario headless against a fresh node, then check the ledger.
 
-``python -m loadtests.run_locust [--users 200] [--spawn-rate 50] [--duration 60]``
+``python -m loadtests.run_locust [--users 200] [--rate 2100] [--spawn-rate 50] [--duration 60]``
 
 1. ``carbonledger init`` a node directory in a temp dir, and ``carbonledger
    serve`` it on a free loopback port (a subprocess, as in production);
@@ -8,7 +8,10 @@
    by the authority key ``init`` generated (``loadtests._scenario``);
 3. run ``locust -f loadtests/locustfile.py --headless`` for the duration,
    with CSV and HTML reports in ``loadtests/results/`` (``locust_*.csv``,
-   ``locust.html``);
+   ``locust.html``); the holder and supplier users share ``--rate``
+   submissions a second (a little over the target by default, so that a
+   node that keeps up shows it; ``--rate 0``: back to back, the most the
+   node and Locust manage together);
 4. stop the node, then check that every acknowledged submission (the users
    record each ``index sha256``) is in the ledger at that index with those
    bytes, and that ``carbonledger audit`` of the ledger is clean;
@@ -25,6 +28,7 @@ import csv
 import hashlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -41,6 +45,9 @@ ORIGIN = "load.carbonledger.example/log"
 
 SUBMIT_TARGET = 2_000.0  # submissions/s
 P99_TARGET_MS = 100.0
+#: Users of the locustfile that do not submit at the paced rate: verifiers,
+#: buyers and the exchange (their ``fixed_count``).
+FIXED_USERS = 4 + 4 + 1
 
 
 def _free_port() -> int:
@@ -93,7 +100,10 @@ def seed(target: str, node_dir: Path, holders: int) -> dict[str, Any]:
 
 def run_locust(args: argparse.Namespace, target: str, seed_file: Path, acks_dir: Path) -> int:
     prefix = RESULTS / "locust"
-    env = {**os.environ, "LOAD_SEED": str(seed_file), "LOAD_ACKS_DIR": str(acks_dir)}
+    per_user = args.rate / max(1, args.users - FIXED_USERS)
+    env = {
+        **os.environ, "LOAD_SEED": str(seed_file), "LOAD_ACKS_DIR": str(acks_dir), "LOAD_USER_RATE": f"{per_user:g}",
+    }  # fmt: skip
     cmd = [
         _bin("locust"), "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
         "--users", str(args.users), "--spawn-rate", str(args.spawn_rate), "--run-time", f"{args.duration}s",
@@ -103,6 +113,18 @@ def run_locust(args: argparse.Namespace, target: str, seed_file: Path, acks_dir:
     if args.processes != 1:
         cmd += ["--processes", str(args.processes)]
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def check_acks(node_dir: Path, acks_dir: Path) -> tuple[int, list[str]]:
@@ -146,6 +168,8 @@ def read_stats() -> dict[str, dict[str, str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.run_locust", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--users", type=int, default=200)
+    p.add_argument("--rate", type=float, default=2_100,
+                   help="submissions/s shared by the holder and supplier users (default 2100; 0: back to back)")
     p.add_argument("--spawn-rate", type=float, default=50)
     p.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
     p.add_argument("--holders", type=int, help="organizations seeded for holder and supplier users (default: users)")
@@ -168,7 +192,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_file = tmp / "seed.json"
         seed_file.write_text(json.dumps(info))
         print(f"node {target} seeded with {info['seed_entries']} entries, {len(info['holders'])} holders", flush=True)
+        pace = f"{args.rate:,.0f} submissions/s offered" if args.rate > 0 else "back to back"
+        print(f"{args.users} users for {args.duration} s, {pace}", flush=True)
+        node_cpu, locust_cpu, started = process_cpu(node.pid), children_cpu(), time.monotonic()
         rc = run_locust(args, target, seed_file, acks_dir)
+        # The node's and Locust's CPU over the run (Locust's processes have
+        # exited; the node is still up), to tell which side was the limit.
+        elapsed = time.monotonic() - started
+        node_cpu, locust_cpu = process_cpu(node.pid) - node_cpu, children_cpu() - locust_cpu
     finally:
         node.send_signal(signal.SIGTERM)
         try:
@@ -188,6 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{name:14} {int(row['Request Count']):>8} requests  {int(row['Failure Count']):>5} failed  "
                 f"{float(row['Requests/s']):>8.1f}/s  p50 {row['50%']:>5} ms  p99 {row['99%']:>5} ms"
             )
+    print(
+        f"CPU over {elapsed:.0f} s (2 cores = 200%): node {node_cpu / elapsed:.0%} "
+        f"({node_cpu / max(acked, 1) * 1e6:.0f} us per acknowledged entry), "
+        f"Locust {locust_cpu / elapsed:.0%}, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"acknowledged entries checked in the ledger: {acked}, problems: {len(problems)}")
     for line in problems[:10]:
         print(f"  {line}")

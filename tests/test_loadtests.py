@@ -54,8 +54,14 @@ def test_locustfile_imports() -> None:
     code = (
         "import loadtests.locustfile as f; "
         "users = [f.HolderUser, f.SupplierUser, f.VerifierUser, f.BuyerUser, f.ExchangeUser]; "
-        "print(sorted(getattr(u, 'fixed_count', 0) or u.weight for u in users))"
+        "print(sorted(getattr(u, 'fixed_count', 0) or u.weight for u in users)); "
+        "print(sum(getattr(u, 'fixed_count', 0) for u in users))"
     )
     proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[1, 3, 4, 4, 6]"
+    counts, fixed = proc.stdout.split()[:-1], proc.stdout.split()[-1]
+    assert " ".join(counts) == "[1, 3, 4, 4, 6]"
+    # run_locust spreads --rate over the users that are not fixed ones.
+    from loadtests.run_locust import FIXED_USERS
+
+    assert int(fixed) == FIXED_USERS
