@@ -4,6 +4,7 @@ claims, and the worked supply chain steel -> auto part -> car."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 from ledger.errors import PermissionDenied, StateRuleError
 from ledger.state.queries import downstream_of, footprint_versions, get_footprint, get_unit
@@ -106,6 +107,21 @@ def test_claim_rules() -> None:
     assert get_unit(w.kv, "gec", s + 59).claimed_by == pf_uuid("steel")
     assert get_unit(w.kv, "gec", s + 60).claimed_by == pf_uuid("steel-b")
     assert get_footprint(w.kv, pf_uuid("steel")).gec_claims == ((s, s + 60),)
+
+
+def test_claimed_pieces_of_one_retirement_merge() -> None:
+    w = World()
+    w.gec_project()
+    s, _ = w.gec_issue("B1", 1000)
+    w.ok("gec.transfer", "GEN", {"start": s, "end": s + 300, "to": "STEEL"})
+    w.ok("gec.retire", "STEEL", {"start": s, "end": s + 200, **RETIRE_2024})
+    w.ok("gec.retire", "STEEL", {"start": s + 200, "end": s + 300, **RETIRE_2024})
+    ranges = [(s, s + 50), (s + 50, s + 120), (s + 200, s + 250)]
+    w.ok("pcf.publish", "STEEL", {"footprint": pact_doc("steel", "2"), "claims": {"gec": [{"start": a, "end": b} for a, b in ranges]}})
+    # Adjacent claimed pieces of one retirement become one segment; pieces of
+    # another retirement stay apart (their retiring entry differs).
+    runs = [(json.loads(raw)["s"], int(k.rsplit(b"/", 1)[1], 16), "c" in json.loads(raw)) for k, raw in w.kv.scan(b"sg/gec/")]
+    assert runs[:4] == [(s, s + 120, True), (s + 120, s + 200, False), (s + 200, s + 250, True), (s + 250, s + 300, False)]
 
 
 def test_worked_supply_chain_steel_part_car() -> None:

@@ -1,7 +1,7 @@
 """The per-entry context handed to every operation handler.
 
-A :class:`Tx` bundles what a handler may touch: the KV (an Overlay, in the
-log), the entry's index and block time, the parsed operation, the acting
+A :class:`Tx` bundles what a handler may touch: the KV (in the log, the
+batch's Journal), the entry's index and block time, the parsed operation, the acting
 organization's record, and the list of events to report. Handlers check first
 and write after, so a rejected entry leaves even a plain MemoryKV unchanged.
 """

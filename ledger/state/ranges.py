@@ -191,6 +191,9 @@ def rewrite(
     end: int,
     segs: list[Segment],
     change: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    merge_before: bool = True,
+    merge_after: bool = True,
 ) -> list[Segment]:
     """Give units ``[start, end)`` the value ``change(old value)``.
 
@@ -198,14 +201,19 @@ def rewrite(
     them). Parts of the first and last segment outside the range keep their
     value; adjacent segments with equal values, including the untouched
     neighbors, are merged. Returns the new segments inside the range.
+
+    ``merge_before`` (``merge_after``) False says that the stored neighbor
+    before ``start`` (after ``end``) cannot hold a changed value, for example
+    because the value names this entry: it is then not read, which changes
+    no write.
     """
     # Stored segments are maximal runs (every write goes through this merge),
     # so a neighbor can merge only with a changed piece that reaches it: when
     # the range starts inside segs[0] (or ends inside segs[-1]), the
     # unchanged remainder keeps segs[0]'s value, which already differs from
     # the neighbor's. Skipping that read changes no write.
-    before = _neighbor_before(kv, kind, start) if start == segs[0].start else None
-    after = _neighbor_after(kv, kind, end) if end == segs[-1].end else None
+    before = _neighbor_before(kv, kind, start) if merge_before and start == segs[0].start else None
+    after = _neighbor_after(kv, kind, end) if merge_after and end == segs[-1].end else None
     old = [s for s in (before, *segs, after) if s is not None]
     # Pieces are plain (start, end, value) tuples, which compare equal to
     # Segments with the same fields; only the changed ones, returned, are

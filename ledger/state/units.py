@@ -136,7 +136,9 @@ def retire_units(tx: Tx, kind: str, start: int, end: int, record: dict[str, Any]
     """Retire (GEC 核销) or cancel (CCER 注销) units held by the acting org."""
     segs = check_movable(tx, kind, start, end)
     index = tx.ctx.index
-    changed = rewrite(tx.kv, kind, start, end, segs, lambda v: {**v, "st": RETIRED, "r": index})
+    # The new value names this entry ("r"), so no stored neighbor holds it.
+    change: Callable[[dict[str, Any]], dict[str, Any]] = lambda v: {**v, "st": RETIRED, "r": index}
+    changed = rewrite(tx.kv, kind, start, end, segs, change, merge_before=False, merge_after=False)
     # Read back by the claims that cite these units: hand the record over.
     tx.put_shared({**record, "by": tx.op.org, "s": start, "e": end}, "ar", kind, n16(index))
     _history(tx, kind, changed, retire_record(tx.op.org))
@@ -197,7 +199,11 @@ def apply_claims(tx: Tx, kind: str, checked: list[tuple[int, int, list[Segment]]
         # segments begin there.
         if segs[0].start <= prev_end:
             segs = covering(tx.kv, kind, start, end)
-        changed = rewrite(tx.kv, kind, start, end, segs, change)
+        # Only this entry's earlier ranges hold claims of pf_id, a new id:
+        # a neighbor can merge only if the previous range ended here.
+        changed = rewrite(
+            tx.kv, kind, start, end, segs, change, merge_before=start == prev_end, merge_after=False
+        )
         prev_end = end
         _history(tx, kind, changed, record)
         tx.emit("units.claimed", range_label(kind, start, end), pf_id)
