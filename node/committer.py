@@ -163,6 +163,10 @@ class GroupCommitter:
         self._closing = False
         self._listeners: list[CommitListener] = []
         self._latency_ewma = 0.005  # seconds per group, for the retry hint
+        if metrics is not None:
+            # Read when scraped: setting the gauge takes its lock twice per
+            # submission on the event loop.
+            metrics.queue_depth.set_function(lambda: self._pending)
 
     # -- lifecycle ------------------------------------------------------
 
@@ -241,13 +245,9 @@ class GroupCommitter:
                 self._metrics.pushbacks.inc()
             raise Pushback(f"{self._pending} submissions queued; retry later", self.retry_after())
         self._pending += n
-        if self._metrics is not None:
-            self._metrics.queue_depth.set(self._pending)
 
     def _release(self, n: int) -> None:
         self._pending -= n
-        if self._metrics is not None:
-            self._metrics.queue_depth.set(self._pending)
 
     def _enqueue(self, entry: bytes) -> asyncio.Future[_Outcome]:
         # Cancelling the caller cancels the future; a group not yet taken
