@@ -1,0 +1,130 @@
+"""The LMDB store unmaps the pages of its file that this process holds
+mapped (see ledger/storage/lmdb_store.py, "mapped pages"): nothing is lost,
+not even a transaction's uncommitted changes, the pages leave the resident
+set, and only shared mappings of the store's file are advised."""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+
+import pytest
+
+from ledger.storage import LmdbStore, Table, lmdb_store, u64
+
+pytestmark = pytest.mark.skipif(
+    lmdb_store._madvise is None,
+    reason="needs madvise and /proc (Linux)",
+)
+
+VALUE = 3000  # bytes: a few values per page, like ledger entries
+
+
+def mapped_rss(path: Path) -> int:
+    """Bytes of ``path`` resident in this process's mappings, from smaps."""
+    st = os.stat(path)
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                inside = fields[4] == str(st.st_ino) and len(fields) >= 6
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+    return total
+
+
+def fill(store: LmdbStore, n: int) -> dict[bytes, bytes]:
+    values = {u64(i): os.urandom(16) * (VALUE // 16) for i in range(n)}
+    store.run_write(lambda txn: txn.put_many(Table.ENTRIES, sorted(values.items()), append=True))
+    return values
+
+
+def read_all(store: LmdbStore, values: dict[bytes, bytes]) -> None:
+    with store.read() as txn:
+        for key, value in values.items():
+            assert txn.get(Table.ENTRIES, key) == value
+
+
+def test_release_unmaps_pages_and_loses_nothing(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path / "l", mapped_budget=None)
+    try:
+        values = fill(store, 2000)  # about 6 MiB
+        read_all(store, values)
+        data_file = tmp_path / "l" / "data.mdb"
+        assert mapped_rss(data_file) >= 4 << 20
+        map_size = store.map_size  # reads the meta pages, through the map
+        assert store.release_mapped_pages() == map_size
+        assert mapped_rss(data_file) == 0
+        # Reads after the release, in the same and in new transactions, see
+        # the same bytes; a view taken before the release still reads them.
+        with store.read() as txn:
+            view = txn.get_view(Table.ENTRIES, u64(7))
+            assert view is not None
+            store.release_mapped_pages()
+            assert bytes(view) == values[u64(7)]
+        read_all(store, values)
+        assert mapped_rss(data_file) > 0
+    finally:
+        store.close()
+
+
+def test_a_release_inside_a_write_transaction_loses_nothing(tmp_path: Path) -> None:
+    """The store may release in the middle of a write transaction (it looks
+    every few operations): the transaction still reads its own changes and
+    commits them."""
+    store = LmdbStore(tmp_path / "l", mapped_budget=None)
+    try:
+        values = fill(store, 500)
+        changed = {key: value[::-1] for key, value in list(values.items())[::7]}
+
+        def work(txn: lmdb_store._Txn) -> None:
+            for key, value in changed.items():
+                txn.put(Table.ENTRIES, key, value)
+            store.release_mapped_pages()
+            for key, value in changed.items():
+                assert txn.get(Table.ENTRIES, key) == value
+            store.release_mapped_pages()
+
+        store.run_write(work)
+        values.update(changed)
+        read_all(store, values)
+    finally:
+        store.close()
+    reopened = LmdbStore(tmp_path / "l", mapped_budget=None)
+    try:
+        read_all(reopened, values)
+    finally:
+        reopened.close()
+
+
+def test_the_budget_is_kept_by_the_operations_themselves(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path / "l", mapped_budget=1 << 20)
+    try:
+        values = fill(store, 2000)
+        read_all(store, values)
+        first = store._mapped.releases
+        assert first >= 1
+        # Bulk reads look at the budget between chunks.
+        with store.read() as txn:
+            assert txn.get_many(Table.ENTRIES, sorted(values)) == values
+        assert store._mapped.releases > first
+    finally:
+        store.close()
+
+
+def test_only_shared_read_only_mappings_are_advised(tmp_path: Path) -> None:
+    """A private mapping of the same file keeps its own changes
+    (MADV_DONTNEED would drop them); a closed store advises nothing."""
+    store = LmdbStore(tmp_path / "l", mapped_budget=None)
+    data_file = tmp_path / "l" / "data.mdb"
+    try:
+        fill(store, 100)
+        with open(data_file, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as private:
+            private[8192:8200] = b"CHANGED!"
+            assert store.release_mapped_pages() == store.map_size
+            assert private[8192:8200] == b"CHANGED!"
+    finally:
+        store.close()
+    assert lmdb_store.release_mapped_pages(data_file) == 0
