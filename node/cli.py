@@ -113,11 +113,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _cluster_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The ClusterConfig of the serve flags, or None for a lone node."""
+    if not (args.etcd or args.peer or args.witness_key or args.policy):
+        return None
+    # Imported only for a cluster: node.cluster brings aiohttp (the witness
+    # HTTP endpoint), a sixth of a lone node's start-up time.
     from ledger.policy import parse_policy
     from node.cluster import ClusterConfig
 
-    if not (args.etcd or args.peer or args.witness_key or args.policy):
-        return None
     witness_key = _read_key(Path(args.witness_key)) if args.witness_key else None
     if witness_key is not None and not (isinstance(witness_key, Signer) and witness_key.cosigner):
         raise LedgerError(f"{args.witness_key}: not a private cosigner (type 0x04) key")

@@ -32,7 +32,6 @@ from grpc_reflection.v1alpha import reflection
 from ledger.log import Ledger
 from node.committer import GroupCommitter
 from node.errors import ErrorInterceptor
-from node.label_builder import label_builder as build_labels
 from node.labels import LabelBuilder
 from node.metrics import NodeMetrics
 from node.servicers import (
@@ -60,6 +59,16 @@ SERVICE_NAMES = tuple(
 )
 
 _log = logging.getLogger("carbonledger.node")
+
+
+def build_labels(ledger: Ledger, footprint_id: str, tree_size: int) -> tuple[bytes, str]:
+    """The default label builder, :func:`node.label_builder.label_builder`,
+    imported on its first use rather than at start-up: it brings the label
+    format and its parsers (client.label), which a node needs only once
+    someone asks for a label."""
+    from node.label_builder import label_builder
+
+    return label_builder(ledger, footprint_id, tree_size)
 
 
 @dataclass(frozen=True, slots=True)
