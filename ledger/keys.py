@@ -189,7 +189,7 @@ class Signer:
     The private key never appears in ``repr``.
     """
 
-    __slots__ = ("_alg", "_key", "_name", "_public")
+    __slots__ = ("_alg", "_key", "_name", "_public", "_vkey")
 
     def __init__(
         self, name: str, private_key: Ed25519PrivateKey, *, cosigner: bool = False
@@ -201,6 +201,7 @@ class Signer:
         self._public = private_key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
+        self._vkey: str | None = None
 
     @classmethod
     def generate(cls, name: str, *, cosigner: bool = False) -> Signer:
@@ -270,7 +271,11 @@ class Signer:
     @property
     def vkey(self) -> str:
         """The verifier key text to hand to verifiers."""
-        return self.verifier().vkey
+        # Every envelope a signer signs names it, and building it decodes the
+        # public key and hashes the key ID: keep it (a key never changes).
+        if self._vkey is None:
+            self._vkey = self.verifier().vkey
+        return self._vkey
 
     @property
     def skey(self) -> str:
