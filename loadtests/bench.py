@@ -25,11 +25,16 @@ it measures and prints:
    entries, ours (stored tiles, also as the tlog-proof a node serves) beside
    pymerkle's SqliteTree in the same run, on the same challenges;
 6. **a 10^6-entry node**: the realistic workload ingested through the batch
-   path in a child process (its peak RSS and sustained rate), ledger bytes on
-   disk per entry, then a node started on it in another child process: time
-   to open the ledger and answer its first RPC (no replay of the log), the
-   whole ``carbonledger serve`` process until it answers, and the serving
-   node's peak RSS.
+   path in a child process (its sustained rate and peak RSS), ledger bytes
+   on disk per entry; then, on that ledger, a node started in a child
+   process (time to open the ledger and answer its first RPC, no replay of
+   the log), ``carbonledger serve`` launched five times (time from launch to
+   its first answer: interpreter, imports, opening, binding), and one
+   ``carbonledger serve`` answering random tlog-proofs and entries (its peak
+   RSS). Peak RSS is the kernel's VmHWM of the node's process; the split of
+   the resident set into anonymous memory and file-backed pages (libraries,
+   LMDB's map of the ledger) is sampled every 0.1 s. ``--big-dir`` keeps
+   the ledger (and its build figures) for later runs.
 
 Ratios are against figures of the same run; the targets of issue 5 are
 printed as PASS/FAIL lines. Results also go to ``loadtests/results/bench.json``.
@@ -44,7 +49,6 @@ import json
 import os
 import random
 import resource
-import socket
 import struct
 import subprocess
 import sys
@@ -54,7 +58,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from loadtests._harness import (
     Bounded,
@@ -99,6 +103,7 @@ class Config:
     proof_sizes: tuple[int, ...]
     proofs: Bounded
     big: int
+    big_dir: Path | None
     workdir: Path | None
     json_path: Path
     seed: int
@@ -114,6 +119,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     p.add_argument("--proof-sizes", type=_sizes, help="tree sizes for proofs (default 10000,100000,1000000)")
     p.add_argument("--proofs", type=int, help="proof challenges per size (default 2000, quick 200)")
     p.add_argument("--big", type=_size, help="entries of the node-scale ledger (default 1000000, quick 5000; 0 skips)")
+    p.add_argument("--big-dir", type=Path, help="node directory for the node-scale ledger: built there and kept, "
+                   "or reused (with its recorded build figures) if an earlier run built it")
     p.add_argument("--workdir", type=Path, help="where temporary ledgers go (default: system temp)")
     p.add_argument("--json", type=Path, default=RESULTS_PATH, help=f"results file (default {RESULTS_PATH})")
     p.add_argument("--seed", type=int, default=20240601)
@@ -130,6 +137,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         proof_sizes=tuple(sorted(set(a.proof_sizes or ((1_000, 10_000) if q else (10_000, 100_000, 1_000_000))))),
         proofs=Bounded(a.proofs or (200 if q else 2_000), 3.0 if q else 20.0),
         big=(5_000 if q else 1_000_000) if a.big is None else a.big,
+        big_dir=a.big_dir,
         workdir=a.workdir,
         json_path=a.json,
         seed=a.seed,
@@ -155,23 +163,70 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_now_mb() -> dict[str, float]:
-    """Resident memory now, split into anonymous (heap) and file-backed
-    (LMDB's memory map) pages, from /proc (empty elsewhere)."""
+def memory_mb(pid: int | str = "self") -> dict[str, float]:
+    """A process's memory now, from /proc/PID/status (empty elsewhere):
+    ``VmHWM`` its peak resident set, ``VmRSS`` the resident set now, split
+    into ``RssAnon`` (heap, stacks) and ``RssFile`` (file-backed pages:
+    libraries, and LMDB's memory map of the ledger)."""
     out = {}
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile"):
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
                 out[key] = int(value.split()[0]) / 1024
     except OSError:
         pass
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size, as the kernel counts it for
+    this process's own address space (VmHWM).
+
+    Not ``getrusage().ru_maxrss`` where VmHWM exists: the kernel carries
+    ru_maxrss across fork and exec, so a child started by a large parent
+    reports the parent's peak (a child of a 511 MB process reported 511 MB
+    of ru_maxrss and 12 MB of VmHWM), which is how the serving node's
+    "589 MB" came about.
+    """
+    hwm = memory_mb().get("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MemorySampler:
+    """Samples a process's memory every ``interval`` seconds in a thread, to
+    tell what the resident set was made of at its largest (VmHWM gives the
+    peak, not its split). Use as a context manager; read :meth:`result`."""
+
+    def __init__(self, pid: int | str = "self", interval: float = 0.1) -> None:
+        self._pid = pid
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+        self.at_peak: dict[str, float] = {}
+        self.max_anon_mb = 0.0
+
+    def _run(self) -> None:
+        while True:
+            now = memory_mb(self._pid)
+            if now.get("VmRSS", 0.0) > self.at_peak.get("VmRSS", -1.0):
+                self.at_peak = now
+            self.max_anon_mb = max(self.max_anon_mb, now.get("RssAnon", 0.0))
+            if self._stop.wait(self._interval):
+                return
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def result(self) -> dict[str, Any]:
+        """The sample with the largest resident set (its anonymous and
+        file-backed parts), and the largest anonymous part seen."""
+        return {"sampled_peak_mb": self.at_peak, "max_anon_mb": self.max_anon_mb}
 
 
 # -- 1. the limit: raw Ed25519 verification --------------------------------
@@ -652,9 +707,11 @@ def _generate(path: Path, n: int) -> None:
 
 
 def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
-    """Child: ingest the frames through the node's batch path; report rate and RSS."""
+    """Child: ingest the frames through the node's batch path; report rate and
+    memory (peak, and its split at the largest sample)."""
     from node.committer import GroupCommitter
 
+    before = memory_mb()
     ledger = open_fixed_clock_ledger(ledger_dir)
     try:
 
@@ -668,31 +725,40 @@ def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
             finally:
                 await committer.close()
 
-        seconds = asyncio.run(run())
+        with MemorySampler() as sampler:
+            seconds = asyncio.run(run())
         return {
             "entries": ledger.size, "seconds": seconds, "entries_per_s": ledger.size / seconds,
-            "peak_rss_mb": peak_rss_mb(), "rss_at_end_mb": rss_now_mb(),
+            "peak_rss_mb": peak_rss_mb(), **sampler.result(), "rss_before_open_mb": before,
+            "rss_at_end_mb": memory_mb(),
         }  # fmt: skip
     finally:
         ledger.close()
 
 
-def _serve(ledger_dir: Path, proofs: int) -> dict[str, Any]:
-    """Child: start a node on the ledger, time it to the first answer, serve
-    proofs and checkpoints over gRPC; report times and peak RSS."""
-    t0 = time.perf_counter()
-    import grpc
-    from carbonledger.v1 import log_pb2, log_pb2_grpc
+def _open_bench_ledger(ledger_dir: Path) -> Any:
+    import hashlib
 
     from ledger.keys import Signer
     from ledger.log import Ledger
     from ledger.state import StateMachine
 
-    imported = time.perf_counter()
-    import hashlib
-
     signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
-    ledger = Ledger.open(ledger_dir, signer=signer, machine=StateMachine())
+    return Ledger.open(ledger_dir, signer=signer, machine=StateMachine())
+
+
+def _serve(ledger_dir: Path, proofs: int) -> dict[str, Any]:
+    """Child: start a node on the ledger in this process, time it from opening
+    the ledger to its first answer, then serve proofs over gRPC."""
+    t0 = time.perf_counter()
+    import grpc
+    from carbonledger.v1 import log_pb2, log_pb2_grpc
+
+    # What opening and serving need is imported before the clock starts.
+    for module in ("ledger.log", "ledger.state", "node.server"):
+        importlib.import_module(module)
+    imported = time.perf_counter()
+    ledger = _open_bench_ledger(ledger_dir)
     opened = time.perf_counter()
     node = NodeThread(ledger)
     channel = grpc.insecure_channel(node.target)
@@ -716,7 +782,7 @@ def _serve(ledger_dir: Path, proofs: int) -> dict[str, Any]:
         "open_and_first_rpc_s": answered - imported,
         "grpc_tlog_proof": LatencyStats.of(latencies).as_dict(),
         "peak_rss_mb": peak_rss_mb(),
-        "rss_at_end_mb": rss_now_mb(),
+        "rss_at_end_mb": memory_mb(),
     }
 
 
@@ -730,41 +796,84 @@ def _child(args: list[str], timeout: float = 3600) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class ServeProcess:
+    """``carbonledger serve`` on a node directory, in a process of its own:
+    the node as an operator runs it. ``started_s`` is the time from launching
+    it to its first answered RPC: interpreter, imports, opening the ledger,
+    binding, answering."""
+
+    def __init__(self, node_dir: Path) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        start = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "node.main", "serve", str(node_dir), "--listen", "127.0.0.1:0", "--log-level", "warning"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            # The node prints its address once it listens (port 0 picks one);
+            # polling a port instead would measure gRPC's reconnect backoff.
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            if " listening on " not in line:
+                raise BenchError(f"carbonledger serve did not start: {line!r}")
+            self.target = line.rsplit(" ", 1)[1].strip()
+            self.channel = grpc.insecure_channel(self.target)
+            reply = health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(), timeout=60)
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                raise BenchError("carbonledger serve answered NOT_SERVING")
+            self.started_s = time.perf_counter() - start
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if getattr(self, "channel", None) is not None:
+            self.channel.close()
+        self.proc.terminate()
+        self.proc.wait(30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
-def serve_process_startup(node_dir: Path) -> float:
+def serve_process_startup(node_dir: Path, runs: int = 5) -> list[float]:
     """Seconds from launching ``carbonledger serve`` to its first answered
-    health check: interpreter, imports, opening the ledger, binding."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    health check, for ``runs`` launches."""
+    times = []
+    for _ in range(runs):
+        node = ServeProcess(node_dir)
+        node.stop()
+        times.append(node.started_s)
+    return times
 
-    port = _free_port()
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node.main", "serve", str(node_dir), "--listen", f"127.0.0.1:{port}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+
+def measure_serving_node(node_dir: Path, reads: int) -> dict[str, Any]:
+    """A ``carbonledger serve`` process answering ``reads`` random tlog-proofs
+    and as many random entries, one client: its peak RSS (VmHWM) and what
+    its resident set was made of at the largest sample."""
+    from carbonledger.v1 import log_pb2, log_pb2_grpc
+
+    node = ServeProcess(node_dir)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if proc.poll() is not None:
-                    raise BenchError("carbonledger serve exited before answering")
-                try:
-                    r = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5, wait_for_ready=True)
-                    if r.status == health_pb2.HealthCheckResponse.SERVING:
-                        return time.perf_counter() - start
-                except grpc.RpcError:
-                    pass
-                if time.perf_counter() - start > 60:
-                    raise BenchError("carbonledger serve did not answer within 60 s")
+        started = memory_mb(node.proc.pid)
+        stub = log_pb2_grpc.LogStub(node.channel)
+        size = stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=30).tree_size
+        rng = random.Random(11)
+        with MemorySampler(node.proc.pid) as sampler:
+            t = time.perf_counter()
+            for _ in range(reads):
+                stub.GetTlogProof(log_pb2.GetTlogProofRequest(index=rng.randrange(size)), timeout=30)
+                stub.GetEntry(log_pb2.GetEntryRequest(index=rng.randrange(size)), timeout=30)
+            seconds = time.perf_counter() - t
+        end = memory_mb(node.proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        node.stop()
+    return {
+        "tree_size": size, "reads": reads, "reads_per_s": 2 * reads / seconds,
+        "peak_rss_mb": end.get("VmHWM", 0.0), **sampler.result(),
+        "rss_started_mb": started, "rss_at_end_mb": end,
+    }  # fmt: skip
 
 
 def disk_bytes(path: Path) -> int:
@@ -772,30 +881,55 @@ def disk_bytes(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
 
 
-def measure_big(n: int, workdir: Path, window: int) -> dict[str, Any]:
+def build_big(n: int, node_dir: Path, window: int) -> dict[str, Any]:
+    """Generate ``n`` entries and ingest them into ``node_dir``/ledger (a node
+    directory: the ledger and its key); the build's figures are also kept
+    in ``node_dir``/build.json, so that a later run can reuse the ledger."""
     import hashlib
 
     from ledger.keys import Signer
 
-    frames = workdir / "big.frames"
+    if (node_dir / "ledger").exists():
+        raise BenchError(f"{node_dir} holds a ledger but no build.json (an interrupted build?): remove it")
+    node_dir.mkdir(parents=True, exist_ok=True)
+    frames = node_dir / "big.frames"
     t = time.perf_counter()
     _child(["generate", str(frames), str(n)])
     generated = time.perf_counter() - t
-    node_dir = workdir / "node"
-    node_dir.mkdir()
     build = _child(["build", str(frames), str(node_dir / "ledger"), str(window)])
     frames.unlink()
     signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
     (node_dir / "node.key").write_text(signer.skey + "\n")
+    build["generate_s"] = generated
+    (node_dir / "build.json").write_text(json.dumps(build))
+    return build
+
+
+def measure_big(
+    n: int, workdir: Path, window: int, big_dir: Path | None = None, reads: int = 2_000, startup_runs: int = 5
+) -> dict[str, Any]:
+    """The node-scale figures. With ``big_dir``, a ledger built there by an
+    earlier run (same ``n``) is reused and its build figures are those that
+    run recorded; otherwise the ledger is built there (or in ``workdir``)."""
+    node_dir = big_dir if big_dir is not None else workdir / "node"
+    recorded = node_dir / "build.json"
+    reused = big_dir is not None and recorded.is_file() and (node_dir / "ledger").is_dir()
+    build = json.loads(recorded.read_text()) if reused else build_big(n, node_dir, window)
+    if build["entries"] != n:
+        raise BenchError(f"{node_dir} holds {build['entries']:,} entries, not {n:,}: use another --big-dir")
     serve = _child(["serve", str(node_dir / "ledger"), "1000"])
-    process = serve_process_startup(node_dir)
+    startup = serve_process_startup(node_dir, startup_runs)
+    serving = measure_serving_node(node_dir, reads)
     size = disk_bytes(node_dir / "ledger")
     return {
         "entries": build["entries"],
-        "generate_s": generated,
+        "reused_build": reused,
+        "generate_s": build["generate_s"],
         "build": build,
         "serve": serve,
-        "serve_process_startup_s": process,
+        "serving_node": serving,
+        "serve_process_startup_s": sorted(startup)[len(startup) // 2],
+        "serve_process_startup_runs_s": startup,
         "disk_bytes": size,
         "disk_bytes_per_entry": size / max(1, build["entries"]),
     }
@@ -851,17 +985,26 @@ def report(cfg: Config, r: dict[str, Any]) -> list[Check]:
         rows.append(["  ours served as tlog-proof", format_rate(tl["per_second"]), "proofs/s", format_us(tl["p99"]), "us p99"])
     big = r.get("big")
     if big:
-        b, s = big["build"], big["serve"]
+        b, s, sn = big["build"], big["serve"], big["serving_node"]
+        reused = " (build recorded by an earlier run)" if big.get("reused_build") else ""
+
+        def split(peak: dict[str, float]) -> str:
+            return f"{peak.get('RssAnon', 0):.0f} + {peak.get('RssFile', 0):.0f}"
+
+        startups = ", ".join(f"{t * 1000:.0f}" for t in big["serve_process_startup_runs_s"])
         rows += [
-            [f"node at N={big['entries']:,}: ingest, sustained", format_rate(b["entries_per_s"]), "entries/s",
+            [f"node at N={big['entries']:,}: ingest, sustained{reused}", format_rate(b["entries_per_s"]), "entries/s",
              format_ratio(ratio(b["entries_per_s"], best2)), f"of {lib2} 2-thread"],
-            ["  peak RSS ingesting / serving", f"{b['peak_rss_mb']:.0f}", "MB", f"{s['peak_rss_mb']:.0f}", "MB"],
-            ["  RSS after ingest: heap / LMDB map pages", f"{b.get('rss_at_end_mb', {}).get('RssAnon', 0):.0f}", "MB",
-             f"{b.get('rss_at_end_mb', {}).get('RssFile', 0):.0f}", "MB (page cache, reclaimable)"],
+            ["  peak RSS (VmHWM) ingesting / serving", f"{b['peak_rss_mb']:.0f}", "MB", f"{sn['peak_rss_mb']:.0f}",
+             f"MB (carbonledger serve, {sn['reads']:,} proofs + {sn['reads']:,} entries)"],
+            ["  at the largest sample: anon + file-backed", split(b["sampled_peak_mb"]), "MB",
+             split(sn["sampled_peak_mb"]), "MB (file-backed: libraries and LMDB's map)"],
+            ["  at start: anon + file-backed", split(b["rss_before_open_mb"]), "MB", split(sn["rss_started_mb"]),
+             "MB (ingest: before opening the ledger; serving: at its first answer)"],
             ["  ledger on disk", f"{big['disk_bytes_per_entry']:.0f}", "B/entry", f"{big['disk_bytes'] / 2**20:,.0f}", "MiB"],
-            ["  startup: open + first RPC", f"{s['open_and_first_rpc_s'] * 1000:.0f}", "ms",
-             f"{big['serve_process_startup_s'] * 1000:.0f}", "ms whole serve process"],
-            ["  gRPC tlog-proof p99 (serving node)", format_us(s["grpc_tlog_proof"]["p99"]), "us",
+            ["  startup: open + first RPC, in-process", f"{s['open_and_first_rpc_s'] * 1000:.0f}", "ms",
+             f"{big['serve_process_startup_s'] * 1000:.0f}", f"ms whole serve process, median of {startups}"],
+            ["  gRPC tlog-proof p99 (in-process node)", format_us(s["grpc_tlog_proof"]["p99"]), "us",
              format_rate(s["grpc_tlog_proof"]["per_second"]), "proofs/s, 1 client"],
         ]  # fmt: skip
     print(format_table(["figure", "value", "unit", "ratio/p99", "against"], rows))
@@ -874,9 +1017,10 @@ def report(cfg: Config, r: dict[str, Any]) -> list[Check]:
     ]  # fmt: skip
     if big:
         n = f"{big['entries']:,}"
-        checks.append(Check(f"peak RSS, node serving N={n} / {RSS_LIMIT_MB:g} MB", big["serve"]["peak_rss_mb"] / RSS_LIMIT_MB, 1.0, False))
+        checks.append(Check(f"peak RSS, node serving N={n} / {RSS_LIMIT_MB:g} MB", big["serving_node"]["peak_rss_mb"] / RSS_LIMIT_MB, 1.0, False))
         checks.append(Check(f"peak RSS, node ingesting to N={n} / {RSS_LIMIT_MB:g} MB", big["build"]["peak_rss_mb"] / RSS_LIMIT_MB, 1.0, False))
         checks.append(Check(f"startup (open + first RPC) / {STARTUP_LIMIT_S:g} s", big["serve"]["open_and_first_rpc_s"] / STARTUP_LIMIT_S, 1.0, False))
+        checks.append(Check(f"startup (whole carbonledger serve process) / {STARTUP_LIMIT_S:g} s", big["serve_process_startup_s"] / STARTUP_LIMIT_S, 1.0, False))
     print()
     for c in checks:
         print(c.line())
@@ -903,7 +1047,7 @@ def run_all(cfg: Config, workdir: Path) -> dict[str, Any]:
         r["proofs"][str(n)] = measure_proofs(n, cfg, workdir, rng)
     if cfg.big:
         _log(f"6. a node on {cfg.big:,} entries (generate, ingest, serve) ...")
-        r["big"] = measure_big(cfg.big, workdir, cfg.ingest_window)
+        r["big"] = measure_big(cfg.big, workdir, cfg.ingest_window, cfg.big_dir, reads=200 if cfg.quick else 2_000)
     return r
 
 

@@ -36,9 +36,31 @@ def test_bench_measurements_on_tiny_sizes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_node_scale_children(tmp_path: Path) -> None:
-    big = bench.measure_big(400, tmp_path, window=64)
-    assert big["entries"] == 400 == big["serve"]["tree_size"]
+    big = bench.measure_big(400, tmp_path, window=64, big_dir=tmp_path / "node", reads=20, startup_runs=2)
+    assert big["entries"] == 400 == big["serve"]["tree_size"] == big["serving_node"]["tree_size"]
     assert big["disk_bytes_per_entry"] > 0 and big["serve"]["peak_rss_mb"] > 0
+    assert not big["reused_build"] and len(big["serve_process_startup_runs_s"]) == 2
+    serving = big["serving_node"]
+    if serving["rss_at_end_mb"]:  # /proc exists
+        assert serving["peak_rss_mb"] >= serving["sampled_peak_mb"]["VmRSS"] > 0
+        assert {"RssAnon", "RssFile"} <= set(big["build"]["sampled_peak_mb"])
+    again = bench.measure_big(400, tmp_path, window=64, big_dir=tmp_path / "node", reads=20, startup_runs=1)
+    assert again["reused_build"] and again["build"] == big["build"]
+    with pytest.raises(bench.BenchError, match="holds 400 entries"):
+        bench.measure_big(500, tmp_path, window=64, big_dir=tmp_path / "node", reads=20, startup_runs=1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
+def test_peak_rss_of_a_child_is_its_own() -> None:
+    """ru_maxrss is inherited across fork and exec; the peak the bench
+    reports for its children (VmHWM) is not."""
+    code = (
+        "import subprocess, sys; big = bytearray(300 << 20); big[::4096] = bytes(len(big) // 4096); "
+        "print(subprocess.run([sys.executable, '-c', 'from loadtests.bench import peak_rss_mb; "
+        "print(peak_rss_mb())'], capture_output=True, text=True, check=True).stdout)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert 0 < float(proc.stdout.strip()) < 200
 
 
 def test_bench_quick_arguments() -> None:
