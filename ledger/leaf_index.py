@@ -82,9 +82,12 @@ class LeafIndex:
         stored = txn.get(Table.META, FILTER_KEY)
         if stored is not None and len(stored) != FILTER_BITS // 8:
             raise StorageError(f"leaf filter is {len(stored)} bytes, expected {FILTER_BITS // 8}")
-        if stored is None and merged:
-            raise StorageError(f"leaf index covers {merged} entries but has no filter")
-        filt = bytearray(stored) if stored is not None else bytearray(FILTER_BITS // 8)
+        if stored is not None:
+            filt = bytearray(stored)
+        else:
+            # A ledger written before the bitmap existed: build it from the
+            # table once; the next merge stores it.
+            filt = filter_of([bytes(key) for key, _ in txn.scan(Table.LEAVES)])
         return cls(merged, dict(_leaf_hashes(txn, merged, size)), filt)
 
     def find(self, txn: ReadTxn, leaf: bytes) -> int | None:
@@ -170,7 +173,10 @@ def _leaf_hashes(txn: ReadTxn, start: int, end: int) -> Iterator[tuple[bytes, in
         if tile is None:
             raise StorageError(f"tile 0/{tile_index} is missing")
         stop = min(end, (tile_index + 1) * TILE_WIDTH)
-        for i in range(index, stop):
-            offset = (i % TILE_WIDTH) * HASH_SIZE
-            yield bytes(tile[offset : offset + HASH_SIZE]), i
+        # A tile row at a time (this runs at every open, over up to
+        # MERGE_MAX leaves): slices of the row, paired with their indexes.
+        base = tile_index * TILE_WIDTH
+        row = bytes(tile)
+        offsets = range((index - base) * HASH_SIZE, (stop - base) * HASH_SIZE, HASH_SIZE)
+        yield from zip([row[o : o + HASH_SIZE] for o in offsets], range(index, stop))
         index = stop

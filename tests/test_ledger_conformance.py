@@ -236,6 +236,27 @@ def test_leaf_filter_of_the_wrong_size_is_refused(tmp_path: Path, monkeypatch: p
         Ledger.open(tmp_path / "l", signer=SIGNER)
 
 
+def test_ledger_without_a_leaf_filter_builds_it_at_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ledger written before the bitmap existed still finds its merged entries."""
+    from ledger import leaf_index
+    from ledger.audit import audit_store
+
+    monkeypatch.setattr(leaf_index, "MERGE_MIN", 10)
+    data = entries(60)
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        for lo in range(0, 60, 15):
+            led.append(data[lo : lo + 15])
+        merged = led._leaves.merged
+    assert merged > 0
+    store = LmdbStore(tmp_path / "l")
+    store.run_write(lambda txn: txn.delete(Table.META, leaf_index.FILTER_KEY))
+    store.close()
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        audit_store(led.store, verifier=SIGNER.verifier())
+        assert led.append(data[:merged]) == list(range(merged))
+        assert led.size == 60
+
+
 def test_leaf_index_merges_and_survives_reopen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Idempotency across the two tiers of the leaf index and a reopen."""
     from ledger import leaf_index
