@@ -17,4 +17,4 @@ def machine_for(machine_id: str) -> StateMachineHook | None:
 
     if machine_id == MACHINE_ID:
         return StateMachine()
-    raise StorageError(f"unknown state machine {machine_id!r}")
+    raise StorageError(f"unknown state machine {machine_id!r}; this build runs {MACHINE_ID!r}")

@@ -29,7 +29,11 @@ from ledger.state._tx import Applied, ApplyContext, Tx
 __all__ = ["MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE", "Prepared", "StateMachine"]
 
 #: The id the log records for ledgers created with this state machine.
-MACHINE_ID = "carbonledger/v1"
+#: v2: a segment rewrite no longer deletes a key it writes again, so the
+#: write list, and with it every block's state digest, differs from v1's.
+#: This code cannot replay a v1 ledger's digests, so it refuses to open one
+#: (``unknown state machine 'carbonledger/v1'``) rather than fail its audit.
+MACHINE_ID = "carbonledger/v2"
 #: How far (seconds) an operation's own time may run ahead of the block time.
 MAX_CLOCK_SKEW = 300
 #: How old (seconds) an operation may be when it is sequenced. Bounds how long
