@@ -13,15 +13,19 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from ledger.block import GENESIS_PREVIOUS, block_hash, decode_block
 from ledger.checkpoint import verify_checkpoint
 from ledger.errors import AuditDiscrepancy, LedgerError
 from ledger.keys import Verifier
 from ledger.kv import EMPTY_STATE_DIGEST, MemoryKV, Overlay, fold_state_digest
-from ledger.leaf_index import FILTER_KEY, MERGED_KEY, filter_of
+from ledger.leaf_index import FILTER_KEY, MERGED_KEY, RUNS_KEY, filter_of, read_stored
 from ledger.log import StateMachineHook, open_tile_reader
 from ledger.merkle import EMPTY_ROOT, CompactRange, leaf_hash
+from ledger.merkle.hashing import HASH_SIZE
 from ledger.storage import ReadTxn, Store, Table, from_u64, u64
+from ledger.storage.tiles import TILE_WIDTH, tile_key
 
 __all__ = ["AuditReport", "audit_store", "stored_identity"]
 
@@ -45,6 +49,10 @@ def stored_identity(store: Store) -> tuple[str, str, str]:
         raise AuditDiscrepancy("meta", "not a ledger: origin, key or machine missing")
     origin, vkey, machine = (f.decode() for f in fields)  # type: ignore[union-attr]
     return origin, vkey, machine
+
+
+def _leaf_at(row: bytes, i: int) -> bytes:
+    return row[i * HASH_SIZE : (i + 1) * HASH_SIZE]
 
 
 def _same(a: bytes, b: bytes) -> bool:
@@ -149,31 +157,44 @@ class _Auditor:
         return AuditReport(self.origin, self.edge.size, blocks, self.edge.root(), digest)
 
     def _check_leaf_index(self) -> None:
-        """The table holds exactly the merged entries (each was checked
-        against its entry above), and the stored bitmap is theirs."""
-        indexed = [key for key, _ in self.txn.scan(Table.LEAVES)]
-        if len(indexed) != min(self.leaves_merged, self.edge.size) or self.leaves_merged > self.edge.size:
+        """The stored runs hold exactly the entries ``[0, merged)``, each at
+        its index and under its leaf hash (the level-0 tiles, which the walk
+        has just checked against every entry), laid out so that lookups find
+        them; and the stored bitmap is theirs."""
+        merged, size = self.leaves_merged, self.edge.size
+        stored = read_stored(self.txn)
+        if stored.problem is not None:
+            raise AuditDiscrepancy("leaf index", stored.problem)
+        if len(stored.indexes) != merged or merged > size:
             raise AuditDiscrepancy(
-                "leaf index", f"holds {len(indexed)} entries, expected {self.leaves_merged} of {self.edge.size}"
+                "leaf index", f"holds {len(stored.indexes)} entries, expected {merged} of {size}"
             )
-        stored = self.txn.get(Table.META, FILTER_KEY)
-        if stored is None:
-            return  # written before the bitmap existed: open builds it from the table
-        if not _same(stored, bytes(filter_of(indexed))):
+        order = np.argsort(stored.indexes, kind="stable")
+        misplaced = np.flatnonzero(stored.indexes[order] != np.arange(merged, dtype=np.uint64))
+        if misplaced.size:
+            raise AuditDiscrepancy(f"entry {int(misplaced[0])}", "the leaf index does not record it at its index")
+        # The records' hashes in index order, against the tiles a row at a time.
+        by_index = np.frombuffer(stored.hashes, dtype=f"V{HASH_SIZE}")[order].tobytes()
+        for start in range(0, merged, TILE_WIDTH):
+            tile = self.txn.get(Table.TILES, tile_key(0, start // TILE_WIDTH)) or b""
+            end = min(start + TILE_WIDTH, merged)
+            want, have = tile[: (end - start) * HASH_SIZE], by_index[start * HASH_SIZE : end * HASH_SIZE]
+            if not _same(want, have):
+                wrong = next(
+                    i for i in range(start, end) if _leaf_at(want, i - start) != _leaf_at(have, i - start)
+                )
+                raise AuditDiscrepancy(f"entry {wrong}", "the leaf index records another leaf hash for it")
+        raw_filter = self.txn.get(Table.META, FILTER_KEY)
+        if raw_filter is None or self.txn.get(Table.META, RUNS_KEY) is None:
+            # No bitmap (open builds it), or the earlier format's (open rewrites it).
+            return
+        if not _same(raw_filter, bytes(filter_of(stored.hashes))):
             # A bit missing would let an entry be appended twice.
             raise AuditDiscrepancy("leaf index", "the leaf filter does not match the merged leaves")
 
     def _check_entry(self, index: int, entry: bytes, time: int, writes: list[tuple[bytes, bytes | None]]) -> None:
         where = f"entry {index}"
         lh = leaf_hash(entry)
-        stored_index = self.txn.get(Table.LEAVES, lh)
-        # The leaf index table covers [0, merged); newer entries live only in
-        # the tiles until the next merge (see ledger.leaf_index).
-        if index < self.leaves_merged:
-            if stored_index is None or from_u64(stored_index) != index:
-                raise AuditDiscrepancy(where, "bytes do not hash to the leaf recorded for them")
-        elif stored_index is not None:
-            raise AuditDiscrepancy(where, "leaf index records an entry it should not hold yet")
         nodes: list[tuple[int, int, bytes]] = []
         self.edge.append(lh, nodes)
         for level, node_index, h in nodes:

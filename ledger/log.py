@@ -23,7 +23,7 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import LedgerError, MalformedError, NotFound, StorageError
 from ledger.keys import Signer
 from ledger.kv import EMPTY_STATE_DIGEST, KV, Journal, fold_state_digest
-from ledger.leaf_index import LeafIndex
+from ledger.leaf_index import LeafFlush, LeafIndex
 from ledger.merkle import (
     EMPTY_ROOT,
     LEAF_PREFIX,
@@ -115,14 +115,12 @@ _R = TypeVar("_R")
 class _Batch(Generic[_R]):
     """What one append transaction produced, applied to the ledger's memory
     only after it committed: per-entry results, the new head (None if no
-    entry was accepted), the new leaves, and the size and bitmap of a
-    leaf-index merge."""
+    entry was accepted), the new leaves, and the leaf-index flush it wrote."""
 
     results: list[_R]
     head: _Head | None
     leaves: dict[bytes, int]
-    merged_size: int | None
-    merged_filter: bytearray | None
+    flush: LeafFlush | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +222,16 @@ class Ledger:
     def _load_or_create(self) -> _Head:
         with self._store.read() as txn:
             version = txn.get(Table.META, b"format")
-            if version is not None:
-                return self._load(txn, version)
-        return self._create()
+            head = self._load(txn, version) if version is not None else None
+        if head is None:
+            return self._create()
+        if self._leaves.legacy:
+            # A leaf index in the earlier one-row-per-leaf format: rewrite it
+            # once as a run, then load it as any other.
+            self._store.run_write(self._leaves.upgrade)
+            with self._store.read() as txn:
+                self._leaves = LeafIndex.load(txn, head.block.tree_size)
+        return head
 
     def _load(self, txn: ReadTxn, version: bytes) -> _Head:
         if version != _FORMAT_VERSION:
@@ -337,7 +342,7 @@ class Ledger:
             now = max(head.block.time, int(self._clock()) if time is None else time)
             batch = self._store.run_write(lambda txn: write(txn, head, now))
             if batch.head is not None:
-                self._leaves.committed(batch.leaves, batch.merged_size, batch.merged_filter)
+                self._leaves.committed(batch.leaves, batch.flush)
                 self._head = batch.head
             return batch.results
 
@@ -438,14 +443,11 @@ class Ledger:
         """Write the accepted entries, their tree hashes, the block and the
         signed checkpoint into ``txn`` (nothing, if no entry was accepted)."""
         if not accepted:
-            return _Batch(results, None, {}, None, None)
+            return _Batch(results, None, {}, None)
         first = head.edge.size
-        # Merge the in-memory tier of the leaf index while we hold a write
+        # Flush the in-memory tier of the leaf index while we hold a write
         # transaction anyway (see ledger.leaf_index).
-        merged_size = merged_filter = None
-        if self._leaves.merge_due():
-            merged_filter = self._leaves.write_merge(txn, first)
-            merged_size = first
+        flush = self._leaves.write_flush(txn, first) if self._leaves.flush_due() else None
         keys = map(_pack_u64, range(first, first + len(accepted)))
         txn.put_many(Table.ENTRIES, list(zip(keys, accepted)), append=True)
         edge = head.edge.copy()
@@ -468,7 +470,7 @@ class Ledger:
         txn.put(Table.BLOCKS, u64(block.height), encode_block(block), append=True)
         txn.put(Table.CHECKPOINTS, u64(edge.size), note.encode(), append=True)
         new_head = _Head(block, block_hash(block), edge, note)
-        return _Batch(results, new_head, staged, merged_size, merged_filter)
+        return _Batch(results, new_head, staged, flush)
 
     # -- reading --------------------------------------------------------
 

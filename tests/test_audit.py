@@ -89,7 +89,8 @@ def test_any_single_flipped_entry_byte_is_found(tmp_path: Path) -> None:
         (Table.BLOCKS, u64(3), flip(70), "block 3"),
         (Table.CHECKPOINTS, u64(300), flip(60), "checkpoint 300"),
         (Table.CHECKPOINTS, u64(450), lambda v: None, "block 3"),
-        (Table.LEAVES, hashlib.sha256(b"\x00" + b"entry 0 ").digest(), lambda v: u64(1), "entry 0"),
+        # A row in the leaf index outside every run (none is stored yet).
+        (Table.LEAVES, hashlib.sha256(b"\x00" + b"entry 0 ").digest(), lambda v: u64(1), "leaf index"),
     ],
 )
 def test_tampering_is_found_and_named(tmp_path: Path, table: str, key: bytes, mutate: object, where: str) -> None:
@@ -100,20 +101,83 @@ def test_tampering_is_found_and_named(tmp_path: Path, table: str, key: bytes, mu
     assert err.value.location == where
 
 
-def test_tampered_merged_leaf_index_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _chunk_holding(path: Path, leaf: bytes) -> tuple[bytes, bytes]:
+    """The stored run chunk (key, value) whose records include ``leaf``."""
+    env = lmdb.open(str(path), max_dbs=16, readonly=True)
+    try:
+        with env.begin(db=env.open_db(Table.LEAVES.encode())) as txn:
+            for key, value in txn.cursor():
+                at = bytes(value).find(leaf)
+                if at >= 0 and at % 40 == 0:
+                    return bytes(key), bytes(value)
+    finally:
+        env.close()
+    raise AssertionError("leaf not in any run")
+
+
+def _full_chunk(path: Path, records: int) -> tuple[bytes, bytes]:
+    """The first stored run chunk of ``records`` records."""
+    env = lmdb.open(str(path), max_dbs=16, readonly=True)
+    try:
+        with env.begin(db=env.open_db(Table.LEAVES.encode())) as txn:
+            return next((bytes(k), bytes(v)) for k, v in txn.cursor() if len(v) == records * 40)
+    finally:
+        env.close()
+
+
+@pytest.fixture
+def small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flush the leaf index every 100 entries, in chunks of 7 records."""
     from ledger import leaf_index
 
-    monkeypatch.setattr(leaf_index, "MERGE_MIN", 100)
-    make_ledger(tmp_path / "l")  # merges happen at the 150-entry batches
+    monkeypatch.setattr(leaf_index, "FLUSH_ENTRIES", 100)
+    monkeypatch.setattr(leaf_index, "CHUNK_RECORDS", 7)
+
+
+@pytest.mark.usefixtures("small_runs")
+def test_tampered_leaf_index_record_is_found(tmp_path: Path) -> None:
+    make_ledger(tmp_path / "l")  # flushes happen at the 150-entry batches
     first = hashlib.sha256(b"\x00" + b"entry 0 ").digest()
-    tamper(tmp_path / "l", Table.LEAVES, first, lambda v: u64(3))
+    key, chunk = _chunk_holding(tmp_path / "l", first)
+    at = chunk.find(first)
+    # Entry 0's record says index 3: entry 0 is then recorded nowhere.
+    tamper(tmp_path / "l", Table.LEAVES, key, lambda v: v[: at + 32] + u64(3) + v[at + 40 :])
     with pytest.raises(AuditDiscrepancy) as err:
         audit(tmp_path / "l")
     assert err.value.location == "entry 0"
-    tamper(tmp_path / "l", Table.LEAVES, first, lambda v: None)
+
+
+@pytest.mark.usefixtures("small_runs")
+@pytest.mark.parametrize(
+    "mutate,problem",
+    [
+        (lambda v: v[40:], "holds"),  # a record dropped
+        (lambda v: v[:-1], "not whole records"),
+        (lambda v: v[40:80] + v[:40] + v[80:], "not sorted"),
+    ],
+)
+def test_damaged_leaf_index_run_is_found(tmp_path: Path, mutate: object, problem: str) -> None:
+    make_ledger(tmp_path / "l")
+    key, _ = _full_chunk(tmp_path / "l", 7)
+    tamper(tmp_path / "l", Table.LEAVES, key, mutate)
     with pytest.raises(AuditDiscrepancy) as err:
         audit(tmp_path / "l")
-    assert err.value.location == "entry 0"
+    assert err.value.location == "leaf index"
+    assert problem in str(err.value)
+
+
+@pytest.mark.usefixtures("small_runs")
+def test_leaf_index_chunk_under_the_wrong_key_is_found(tmp_path: Path) -> None:
+    """A lookup seeks the first chunk keyed at or after the hash, so a chunk
+    filed under another key would hide its records: the audit names it."""
+    make_ledger(tmp_path / "l")
+    key, chunk = _chunk_holding(tmp_path / "l", hashlib.sha256(b"\x00" + b"entry 0 ").digest())
+    tamper(tmp_path / "l", Table.LEAVES, key, lambda v: None)
+    tamper(tmp_path / "l", Table.LEAVES, key[:-1] + bytes([key[-1] ^ 1]), lambda v: chunk)
+    with pytest.raises(AuditDiscrepancy) as err:
+        audit(tmp_path / "l")
+    assert err.value.location == "leaf index"
+    assert "key" in str(err.value)
 
 
 def test_leaf_filter_missing_a_merged_leaf_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,10 +185,10 @@ def test_leaf_filter_missing_a_merged_leaf_is_found(tmp_path: Path, monkeypatch:
     recomputes the bitmap from the merged leaves and names it."""
     from ledger import leaf_index
 
-    monkeypatch.setattr(leaf_index, "MERGE_MIN", 100)
+    monkeypatch.setattr(leaf_index, "FLUSH_ENTRIES", 100)
     make_ledger(tmp_path / "l")
     first = hashlib.sha256(b"\x00" + b"entry 0 ").digest()
-    bit = int.from_bytes(first[:4], "little") & (leaf_index.FILTER_BITS - 1)
+    bit = int.from_bytes(first[4:8], "little") & (leaf_index.FILTER_BITS - 1)
 
     def clear(value: bytes) -> bytes:
         b = bytearray(value)

@@ -24,6 +24,7 @@ from ledger.block import block_hash, decode_block, encode_block
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import LedgerError
 from ledger.keys import Signer
+from ledger.leaf_index import clear_stored
 from ledger.log import Ledger
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.policy import parse_policy
@@ -201,8 +202,7 @@ def rewrite_entry(node_dir: Path, index: int) -> None:
         at = old.index(b'"') + 1
         entries[index] = old[:at] + bytes([old[at] ^ 1]) + old[at + 1 :]
         txn.put(Table.ENTRIES, u64(index), entries[index])
-        txn.delete(Table.LEAVES, leaf_hash(old))
-        txn.put(Table.LEAVES, leaf_hash(entries[index]), u64(index))
+        clear_stored(txn)  # the next open rebuilds the leaf index from the tiles
         blocks = [decode_block(bytes(v)) for _, v in txn.scan(Table.BLOCKS, u64(0))]
         roots = {0: blocks[0].root}
         tiles: dict[tuple[int, int], bytearray] = {}

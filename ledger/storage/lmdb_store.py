@@ -276,15 +276,20 @@ class _Txn:
 
     def put(self, table: str, key: bytes, value: bytes, *, append: bool = False) -> None:
         self._mapped.touched()
-        self._txn.put(key, value, db=self._dbs[table], append=append)
+        if not self._txn.put(key, value, db=self._dbs[table], append=append):
+            raise StorageError(f"append to {table} out of key order")
 
     def put_many(self, table: str, items: list[tuple[bytes, bytes]], *, append: bool = False) -> None:
         cursor = self._txn.cursor(db=self._dbs[table])
         for lo in range(0, len(items), _BULK_CHUNK):
             chunk = items[lo : lo + _BULK_CHUNK]
-            consumed, _ = cursor.putmulti(chunk, append=append)
+            consumed, added = cursor.putmulti(chunk, append=append)
             if consumed != len(chunk):
                 raise StorageError(f"wrote {lo + consumed} of {len(items)} items to {table}")
+            if added != consumed:
+                # LMDB skips, without an error, an appended key that is not
+                # above the table's last one (an overwrite still counts).
+                raise StorageError(f"append to {table} out of key order")
             self._mapped.touched(len(chunk))
 
     def delete(self, table: str, key: bytes) -> None:

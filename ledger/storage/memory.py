@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from threading import Lock
 from typing import Any
 
+from ledger.errors import StorageError
 from ledger.kv import KV, MemoryKV, Overlay
 from ledger.storage.base import TABLES, T
 
@@ -51,11 +53,22 @@ class _Txn:
     def put(self, table: str, key: bytes, value: bytes, *, append: bool = False) -> None:
         if not self._writable:
             raise PermissionError("write in a read transaction")
+        if append:
+            self._check_append(table, [key])
         self.overlays[table].put(bytes(key), bytes(value))
 
     def put_many(self, table: str, items: list[tuple[bytes, bytes]], *, append: bool = False) -> None:
+        if append:
+            self._check_append(table, [key for key, _ in items])
         for key, value in items:
             self.put(table, key, value)
+
+    def _check_append(self, table: str, keys: list[bytes]) -> None:
+        """As LMDB's append: each key above every key already in the table."""
+        if not keys:
+            return
+        if any(a >= b for a, b in pairwise(keys)) or next(self.scan(table, keys[0]), None) is not None:
+            raise StorageError(f"append to {table} out of key order")
 
     def delete(self, table: str, key: bytes) -> None:
         if not self._writable:
