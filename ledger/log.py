@@ -111,6 +111,19 @@ def open_tile_reader(txn: ReadTxn) -> ReadNode:
 _R = TypeVar("_R")
 
 
+class _RangeMemo(dict[tuple[int, int], bytes]):
+    """The log's memo of right-edge range hashes (see ``RangeMemo``): every
+    proof at one tree size shares them. Bounded by starting over when full;
+    a forgotten range is only read again."""
+
+    LIMIT = 4096
+
+    def __setitem__(self, key: tuple[int, int], value: bytes) -> None:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        super().__setitem__(key, value)
+
+
 @dataclass(frozen=True, slots=True)
 class _Batch(Generic[_R]):
     """What one append transaction produced, applied to the ledger's memory
@@ -150,6 +163,7 @@ class Ledger:
         self._signer = signer
         self._machine = machine
         self._lock = threading.Lock()
+        self._ranges = _RangeMemo()
         self._clock: Callable[[], float] = time.time
         # Replicas of one log must share block 0 byte for byte, so a cluster
         # gives every node the same creation time instead of its clock.
@@ -494,7 +508,7 @@ class Ledger:
         if size == self.size:
             return self._head.edge.root()
         with self._store.read() as txn:
-            return root_at(open_tile_reader(txn), size)
+            return root_at(open_tile_reader(txn), size, self._ranges)
 
     def entry(self, index: int) -> bytes:
         """The exact bytes of entry ``index``, as hashed into the tree."""
@@ -543,7 +557,7 @@ class Ledger:
             stored = txn.get(Table.CHECKPOINTS, u64(size))
             if stored is not None:
                 return stored.decode()
-            root = root_at(open_tile_reader(txn), size)
+            root = root_at(open_tile_reader(txn), size, self._ranges)
         return sign_checkpoint(Checkpoint(self._signer.name, size, root), self._signer)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
@@ -555,7 +569,7 @@ class Ledger:
         if not 0 <= index < size:
             raise NotFound("entry", index)
         with self._store.read() as txn:
-            return inclusion_proof(open_tile_reader(txn), index, size)
+            return inclusion_proof(open_tile_reader(txn), index, size, self._ranges)
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof from ``size1`` to ``size2``.
@@ -566,7 +580,7 @@ class Ledger:
         if not 0 < size1 <= size2:
             raise MalformedError("size1", f"must be in [1, {size2}], got {size1}")
         with self._store.read() as txn:
-            return consistency_proof(open_tile_reader(txn), size1, size2)
+            return consistency_proof(open_tile_reader(txn), size1, size2, self._ranges)
 
     def tlog_proof(self, index: int, size: int | None = None) -> str:
         """A C2SP tlog-proof of entry ``index`` in tree ``size`` (default: now),

@@ -132,6 +132,19 @@ def test_random_large_consistency(data: st.DataObject) -> None:
     )
 
 
+def test_a_range_memo_shared_by_every_proof_changes_no_proof() -> None:
+    """One memo across all sizes, as a log keeps it: the right-edge ranges of
+    one size are reused by later proofs at that size and at others."""
+    memo: dict[tuple[int, int], bytes] = {}
+    for size in range(1, 65):
+        assert merkle.root_at(SMALL.read, size, memo) == ref.mth(LEAVES[:size])
+        for index in range(size):
+            assert merkle.inclusion_proof(SMALL.read, index, size, memo) == ref.path(index, LEAVES[:size])
+        for size1 in range(1, size + 1):
+            assert merkle.consistency_proof(SMALL.read, size1, size, memo) == ref.proof(size1, LEAVES[:size])
+    assert memo  # it was used
+
+
 def test_preconditions_are_typed_errors() -> None:
     for bad in ((0, 0), (5, 5), (-1, 4)):
         with pytest.raises(LedgerError):

@@ -10,7 +10,6 @@ from ledger.merkle.hashing import (
     leaf_hash,
     node_hash,
 )
-from ledger.merkle.ranges import consistency_ranges, inclusion_ranges
 from ledger.merkle.verify import root_from_inclusion_proof, verify_consistency, verify_inclusion
 
 __all__ = [
@@ -21,9 +20,7 @@ __all__ = [
     "CompactRange",
     "ReadNode",
     "consistency_proof",
-    "consistency_ranges",
     "inclusion_proof",
-    "inclusion_ranges",
     "leaf_hash",
     "node_hash",
     "range_hash",
