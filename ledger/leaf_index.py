@@ -255,7 +255,6 @@ class LeafIndex:
             # A new dict, so that a reader holding the old pair stays correct.
             self.runs, self.next_id = flush.runs, flush.next_id
             self.tier = (flush.merged, dict(added))
-            self.legacy = False
         else:
             self.recent.update(added)
 
