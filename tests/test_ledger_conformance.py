@@ -273,3 +273,46 @@ def test_leaf_index_merges_and_survives_reopen(tmp_path: Path, monkeypatch: pyte
         assert [led.index_of(data[i]) for i in (0, merged - 1, merged, 399)] == [0, merged - 1, merged, 399]
         assert led.append([data[7], data[399], b"new"]) == [7, 399, 400]
         audit_store(led.store, verifier=SIGNER.verifier())
+
+
+def test_proofs_through_the_full_tile_cache_match_a_fresh_read(tmp_path: Path) -> None:
+    """Level-1 tile 0 is complete once the log holds 65,536 entries: the
+    ledger keeps it across calls only then, and proofs at sizes on either
+    side of that, before and after it is kept, match ones read afresh."""
+    from ledger.log import open_tile_reader
+
+    data = entries(70_000)
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        led.append(data[:60_000])
+        early = [(i, 59_999) for i in (0, 12_345, 59_998)]
+        got = [led.inclusion_proof(i, n) for i, n in early]
+        assert led._full_tiles.get(0 << 8 | 1) is None  # partial: not kept
+        led.append(data[60_000:])
+        later = [(i, n) for n in (65_535, 65_536, 65_537, 70_000) for i in (0, 40_000, n - 1)]
+        got += [led.inclusion_proof(i, n) for i, n in later]
+        assert led._full_tiles.get(0 << 8 | 1) is not None  # complete: kept
+        got += [led.inclusion_proof(i, n) for i, n in early]
+        got_cons = [led.consistency_proof(a, b) for a, b in ((1000, 65_536), (65_536, 70_000), (59_999, 65_535))]
+        with led.store.read() as txn:
+            fresh = open_tile_reader(txn)
+            want = [merkle.inclusion_proof(fresh, i, n) for i, n in [*early, *later, *early]]
+            want_cons = [
+                merkle.consistency_proof(fresh, a, b) for a, b in ((1000, 65_536), (65_536, 70_000), (59_999, 65_535))
+            ]
+        assert got == want and got_cons == want_cons
+        for (i, n), proof in zip([*early, *later], got):
+            merkle.verify_inclusion(merkle.leaf_hash(data[i]), i, n, proof, led.root(n))
+
+
+def test_full_tiles_keeps_only_complete_tiles_and_stays_bounded() -> None:
+    from ledger.log import FullTiles
+
+    tiles = FullTiles()
+    partial = bytes(16_320)
+    complete = bytes(255 * 32) + b"\x01" * 32 + bytes(16_320 - 256 * 32)
+    tiles.keep(1, partial)
+    tiles.keep(2, complete)
+    assert tiles.get(1) is None and tiles.get(2) == complete
+    for key in range(3, 3 + FullTiles.LIMIT):
+        tiles.keep(key, complete)
+    assert sum(tiles.get(k) is not None for k in range(2, 3 + FullTiles.LIMIT)) <= FullTiles.LIMIT
