@@ -78,31 +78,42 @@ class Receipt:
     applied: Any = None
 
 
-class FullTiles:
-    """Complete tiles above level 0, kept across reads (a bounded cache).
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
-    A tile whose bottom row is full never changes again (the log only
-    grows), so it can be kept for good, as tlog-tiles servers let clients
-    cache full tiles. Every proof passes through the few upper tiles, which
-    would otherwise be read again for each one; level-0 tiles (one per 256
-    entries) are left to the page cache. Starts over when full: a forgotten
-    tile is only read again.
+
+class _Memo(dict[_K, _V]):
+    """A bounded memo of values that never change (the log only grows):
+    when full it starts over, and a forgotten value is only read again."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: _K, value: _V) -> None:
+        if len(self) >= self.limit:
+            self.clear()
+        super().__setitem__(key, value)
+
+
+class FullTiles(_Memo[int, bytes]):
+    """Complete tiles above level 0, kept across reads.
+
+    A tile whose bottom row is full never changes again, so it can be kept
+    for good, as tlog-tiles servers let clients cache full tiles. Every proof
+    passes through the few upper tiles, which would otherwise be read again
+    for each one; level-0 tiles (one per 256 entries) are left to the page
+    cache.
     """
 
     LIMIT = 256  # 4 MiB; a 10^6-entry log has 16 upper tiles
 
     def __init__(self) -> None:
-        self._tiles: dict[int, bytes] = {}
-
-    def get(self, key: int) -> bytes | None:
-        return self._tiles.get(key)
+        super().__init__(self.LIMIT)
 
     def keep(self, key: int, tile: Any) -> None:
-        if bytes(tile[_LAST_BOTTOM_SLOT]) == _ZERO_HASH:
-            return  # not complete yet
-        if len(self._tiles) >= self.LIMIT:
-            self._tiles = {}
-        self._tiles[key] = bytes(tile)
+        if bytes(tile[_LAST_BOTTOM_SLOT]) != _ZERO_HASH:  # else not complete yet
+            self[key] = bytes(tile)
 
 
 #: Where the last node of a tile's bottom row is: once it is set, the tile is complete.
@@ -148,19 +159,6 @@ def open_tile_reader(txn: ReadTxn, full_tiles: FullTiles | None = None) -> ReadN
 _R = TypeVar("_R")
 
 
-class _RangeMemo(dict[tuple[int, int], bytes]):
-    """The log's memo of right-edge range hashes (see ``RangeMemo``): every
-    proof at one tree size shares them. Bounded by starting over when full;
-    a forgotten range is only read again."""
-
-    LIMIT = 4096
-
-    def __setitem__(self, key: tuple[int, int], value: bytes) -> None:
-        if len(self) >= self.LIMIT:
-            self.clear()
-        super().__setitem__(key, value)
-
-
 @dataclass(frozen=True, slots=True)
 class _Batch(Generic[_R]):
     """What one append transaction produced, applied to the ledger's memory
@@ -200,7 +198,8 @@ class Ledger:
         self._signer = signer
         self._machine = machine
         self._lock = threading.Lock()
-        self._ranges = _RangeMemo()
+        # Right-edge range hashes (see ledger.merkle.fetch.RangeMemo).
+        self._ranges: _Memo[tuple[int, int], bytes] = _Memo(4096)
         self._full_tiles = FullTiles()
         self._clock: Callable[[], float] = time.time
         # Replicas of one log must share block 0 byte for byte, so a cluster
