@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from ledger.errors import StateRuleError
 from ledger.kv import KV
-from ledger.state._codec import dec, enc, encode_string, new_cache
+from ledger.state._codec import DecodeCache, dec, enc, encode_string
 
 __all__ = ["Segment", "covering", "rewrite", "add_segment", "segment_key", "owner_key"]
 
@@ -71,9 +71,12 @@ def _prefix(kind: str) -> bytes:
 # Segment values by their stored bytes: (start, value without "s"). Filled by
 # both reads and writes, since the segments an entry writes are the neighbors
 # the next entries read. Keyed by content, so always right; the values are
-# never mutated (see Segment). Bounded by dropping everything when full.
-_SEGMENTS: dict[bytes, tuple[int, dict[str, Any]]] = new_cache()
-_SEGMENTS_MAX = 1 << 15
+# never mutated (see Segment). A segment is about 50 bytes stored and 350
+# decoded: this keeps the last 1,000 to 2,000, under 1 MiB. The segments in
+# use are the few at the edge of the ranges being issued and moved: 32,768
+# of them (the bound before, 11 MiB) saved a seventh of the decodes and no
+# measurable time.
+_SEGMENTS = DecodeCache(128 << 10)
 
 
 def _decode(end_hex: bytes, raw: bytes) -> Segment:
@@ -81,14 +84,8 @@ def _decode(end_hex: bytes, raw: bytes) -> Segment:
     if hit is None:
         value = dec(raw)
         hit = (value.pop("s"), value)
-        _remember(raw, hit)
+        _SEGMENTS.put(raw, hit)
     return Segment(hit[0], int(end_hex, 16), hit[1])
-
-
-def _remember(raw: bytes, hit: tuple[int, dict[str, Any]]) -> None:
-    if len(_SEGMENTS) >= _SEGMENTS_MAX:
-        _SEGMENTS.clear()
-    _SEGMENTS[raw] = hit
 
 
 def encode_segment(start: int, value: dict[str, Any]) -> bytes:
@@ -171,9 +168,7 @@ _Piece = tuple[int, int, dict[str, Any]]
 def _put(kv: KV, kind: str, seg: _Piece) -> None:
     start, end, value = seg
     raw = encode_segment(start, value)
-    if len(_SEGMENTS) >= _SEGMENTS_MAX:
-        _SEGMENTS.clear()
-    _SEGMENTS[raw] = (start, value)
+    _SEGMENTS.put(raw, (start, value))
     kv.put(f"sg/{kind}/{end:016x}".encode(), raw)
     kv.put(f"ao/{value['o']}/{kind}/{end:016x}".encode(), raw)
 
