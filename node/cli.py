@@ -163,9 +163,11 @@ async def _serve(args: argparse.Namespace) -> None:
                 "register": cluster.register,
                 "label_builder": cluster.label_builder,
             }
+        # Bounds not given on the command line are the committer's defaults.
+        bounds = {k: getattr(args, k) for k in ("max_pending", "max_pending_bytes") if getattr(args, k) is not None}
         server, port = create_server(
             args.listen, led, tls=tls, metrics_port=args.metrics_port,
-            max_pending=args.max_pending, max_batch=args.max_batch, **hooks,
+            max_batch=args.max_batch, **bounds, **hooks,
         )  # fmt: skip
         await server.start()
         if cluster is not None:
@@ -219,7 +221,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--tls-key", help="PEM private key of the server")
     p.add_argument("--tls-client-ca", help="PEM CA certificates; clients must present a cert they signed (mTLS)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
-    p.add_argument("--max-pending", type=int, default=10_000, help="submissions queued before pushback")
+    p.add_argument("--max-pending", type=int, help="submissions held before pushback (default 2000)")
+    p.add_argument("--max-pending-bytes", type=int,
+                   help="envelope bytes held before pushback (default 8388608, the largest request)")
     p.add_argument("--max-batch", type=int, default=2_000, help="most entries per group commit")
     p.add_argument("--log-level", default="info")
     g = p.add_argument_group("several nodes (see README, Several nodes)")

@@ -30,7 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ledger.log import Ledger
-from node.committer import GroupCommitter
+from node.committer import MAX_PENDING, MAX_PENDING_BYTES, GroupCommitter
 from node.errors import ErrorInterceptor
 from node.labels import LabelBuilder
 from node.metrics import NodeMetrics
@@ -131,7 +131,8 @@ def create_server(
     *,
     tls: TlsConfig | None = None,
     label_builder: LabelBuilder = build_labels,
-    max_pending: int = 10_000,
+    max_pending: int = MAX_PENDING,
+    max_pending_bytes: int = MAX_PENDING_BYTES,
     max_batch: int = 2_000,
     verify_workers: int = 4,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -151,8 +152,9 @@ def create_server(
     """
     metrics = NodeMetrics()
     committer = committer_factory(
-        ledger, max_pending=max_pending, max_batch=max_batch, verify_workers=verify_workers, metrics=metrics
-    )
+        ledger, max_pending=max_pending, max_pending_bytes=max_pending_bytes, max_batch=max_batch,
+        verify_workers=verify_workers, metrics=metrics,
+    )  # fmt: skip
     signal = CommitSignal()
     committer.add_listener(signal)
     committer.add_listener(lambda c: metrics.tree_size.set(c.tree_size))

@@ -162,3 +162,179 @@ def test_shutdown_without_grace_still_makes_the_batch_durable(led: Ledger) -> No
         with pytest.raises(LedgerError):
             pending.result(10)  # the caller was cut off ...
     assert led.index_of(envelope) == 1  # ... but its entry is in the log
+
+
+# -- the in-flight bounds ----------------------------------------------------
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def test_committer_window_holds_under_a_flood(led: Ledger) -> None:
+    """A flood many times the window: the committer never holds more than
+    ``max_pending``, refuses the rest with a retry hint, and every
+    submission it acknowledged is in the log at the index it was given."""
+    slow_down(led, 0.02)
+    envelopes = registrations(Net(), 400)
+    most = 0
+
+    async def run() -> tuple[list[Any], list[Pushback]]:
+        nonlocal most
+        committer = GroupCommitter(led, max_pending=25, max_batch=10)
+        real_admit = committer._admit
+
+        def admit(n: int, nbytes: int) -> None:
+            nonlocal most
+            real_admit(n, nbytes)
+            most = max(most, committer.pending)
+
+        committer._admit = admit  # type: ignore[method-assign]
+        await committer.start()
+        try:
+            outcomes = await asyncio.gather(*(committer.submit(e) for e in envelopes), return_exceptions=True)
+        finally:
+            await committer.close()
+        return [o for o in outcomes if not isinstance(o, Pushback)], [o for o in outcomes if isinstance(o, Pushback)]
+
+    accepted, refused = asyncio.run(run())
+    assert most == 25
+    assert len(accepted) == 25 and len(refused) == 375  # all arrived at once: the window, then pushback
+    assert all(0 < p.retry_after <= 5 for p in refused)
+    assert led.size == 1 + len(accepted)
+    for (receipt, _size), envelope in zip(accepted, envelopes[:25]):
+        assert led.entry(receipt.index) == envelope and not receipt.duplicate
+
+
+def test_committer_window_back_pressure_loses_nothing(led: Ledger) -> None:
+    """Clients that retry after their hint all get in, each exactly once."""
+    slow_down(led, 0.01)
+    envelopes = registrations(Net(), 150)
+
+    async def run() -> tuple[list[Any], int]:
+        committer = GroupCommitter(led, max_pending=8, max_batch=4)
+        refusals = 0
+        await committer.start()
+
+        async def client(envelope: bytes) -> Any:
+            nonlocal refusals
+            while True:
+                try:
+                    return await committer.submit(envelope)
+                except Pushback as exc:
+                    refusals += 1
+                    await asyncio.sleep(min(exc.retry_after, 0.02))
+
+        try:
+            return await asyncio.gather(*(client(e) for e in envelopes)), refusals
+        finally:
+            await committer.close()
+
+    results, refusals = asyncio.run(run())
+    assert refusals > 0
+    assert sorted(r.index for r, _ in results) == list(range(1, 151))
+    assert all(led.entry(r.index) == e for (r, _), e in zip(results, envelopes))
+    assert led.size == 151
+
+
+def test_committer_counts_a_caller_that_went_away_until_it_is_passed_over(led: Ledger) -> None:
+    """A caller's deadline does not free its room: its envelope is still
+    held (and prepared) until the head of the order passes it, so a flood of
+    callers that time out cannot grow the queue past the window."""
+    started = slow_down(led, 0.5)
+    first, *late = registrations(Net(), 6)
+
+    async def run() -> None:
+        committer = GroupCommitter(led, max_pending=5)
+        await committer.start()
+        try:
+            group = asyncio.ensure_future(committer.submit(first))
+            while not started.is_set():
+                await asyncio.sleep(0.005)
+            for envelope in late[:4]:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(committer.submit(envelope), 0.01)
+            assert committer.pending == 5
+            with pytest.raises(Pushback):
+                await committer.submit(late[4])
+            receipt, _ = await group
+            assert receipt.index == 1
+            # Once the group is done, the head passes the four that went away.
+            await until(lambda: committer.pending == 0)
+            assert committer.pending_bytes == 0
+            assert (await committer.submit(late[4]))[0].index == 2
+        finally:
+            await committer.close()
+
+    asyncio.run(run())
+    assert led.size == 3
+    for envelope in late[:4]:
+        with pytest.raises(NotFound):
+            led.index_of(envelope)
+
+
+def test_committer_frees_the_room_of_a_rejected_envelope_when_it_answers(led: Ledger) -> None:
+    started = slow_down(led, 0.5)
+    first, second = registrations(Net(), 2)
+
+    async def run() -> None:
+        committer = GroupCommitter(led, max_pending=2)
+        await committer.start()
+        try:
+            group = asyncio.ensure_future(committer.submit(first))
+            while not started.is_set():
+                await asyncio.sleep(0.005)
+            with pytest.raises(LedgerError):
+                await committer.submit(b"not an envelope")
+            # Answered while the group still commits, and no longer held.
+            assert not group.done() and committer.pending == 1
+            assert (await committer.submit(second))[0].index == 2
+            await group
+        finally:
+            await committer.close()
+
+    asyncio.run(run())
+
+
+def test_committer_bounds_the_bytes_held(led: Ledger) -> None:
+    """``max_pending_bytes`` bounds the envelope bytes held whatever their
+    count; an envelope larger than the whole budget still gets into an
+    empty committer rather than never."""
+    started = slow_down(led, 0.3)
+    envelopes = registrations(Net(), 8)
+    budget = 3 * max(map(len, envelopes))
+
+    async def run() -> None:
+        committer = GroupCommitter(led, max_pending=100, max_pending_bytes=budget)
+        await committer.start()
+        try:
+            outcomes = await asyncio.gather(*(committer.submit(e) for e in envelopes), return_exceptions=True)
+            refused = [o for o in outcomes if isinstance(o, Pushback)]
+            assert len(refused) == len(envelopes) - 3
+            await until(lambda: committer.pending == 0)
+            assert committer.pending_bytes == 0
+            # Alone, an envelope over the budget is admitted (and here
+            # rejected: it is no envelope at all).
+            started.clear()
+            with pytest.raises(LedgerError):
+                await committer.submit(b"x" * (budget + 1))
+            # Behind a held one, it is refused.
+            group = asyncio.ensure_future(committer.submit(envelopes[3]))
+            while not started.is_set():
+                await asyncio.sleep(0.005)
+            with pytest.raises(Pushback):
+                await committer.submit(b"x" * (budget + 1))
+            await group
+        finally:
+            await committer.close()
+
+    asyncio.run(run())
+    assert led.size == 5
+
+
+def test_committer_bounds_must_be_positive(led: Ledger) -> None:
+    with pytest.raises(ValueError):
+        GroupCommitter(led, max_pending_bytes=0)
