@@ -50,6 +50,29 @@ def test_bench_node_scale_children(tmp_path: Path) -> None:
         bench.measure_big(500, tmp_path, window=64, big_dir=tmp_path / "node", reads=20, startup_runs=1)
 
 
+@pytest.mark.slow
+def test_bench_big_ingest_alone_keeps_and_reuses_its_frames(tmp_path: Path) -> None:
+    frames = tmp_path / "workload.frames"
+    first = bench.measure_big(300, tmp_path / "a", window=32, frames=frames, with_serving=False)
+    assert frames.is_file() and "serve" not in first
+    assert first["build"]["entries"] == 300 and first["build"]["window"] == 32
+    assert first["build"]["entries_per_cpu_s"] > 0
+    generated = frames.stat().st_mtime_ns
+    second = bench.measure_big(300, tmp_path / "b", window=32, frames=frames, with_serving=False)
+    assert frames.stat().st_mtime_ns == generated and second["build"]["entries"] == 300
+    checks = bench.report(bench.parse_args(["--only", "big-ingest", "--big", "300"]), {"big": second})
+    assert [c.name for c in checks] == ["peak RSS, node ingesting to N=300 / 300 MB"]
+    with pytest.raises(bench.BenchError, match="holds 300 entries, not 400"):
+        bench.measure_big(400, tmp_path / "c", window=32, frames=frames, with_serving=False)
+
+
+def test_bench_only_names_sections() -> None:
+    assert bench.parse_args(["--only", "ingest,big-ingest"]).sections == ("ingest", "big-ingest")
+    assert "big-ingest" not in bench.parse_args([]).sections
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--only", "ingest,nope"])
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
 def test_peak_rss_of_a_child_is_its_own() -> None:
     """ru_maxrss is inherited across fork and exec; the peak the bench
