@@ -71,6 +71,9 @@ def test_bench_only_names_sections() -> None:
     assert "big-ingest" not in bench.parse_args([]).sections
     with pytest.raises(SystemExit):
         bench.parse_args(["--only", "ingest,nope"])
+    # Without the limit, the ingest target (a ratio to it) is not judged.
+    ingest = {"entries_per_s": 100.0, "entries_per_cpu_s": 90.0, "mean_group": 10.0, "latency": {"p99": 0.1}}
+    assert bench.report(bench.parse_args(["--only", "ingest"]), {"ingest_inprocess": ingest}) == []
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
