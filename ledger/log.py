@@ -36,7 +36,7 @@ from ledger.merkle import (
 from ledger.merkle.fetch import ReadNode
 from ledger.merkle.hashing import HASH_SIZE
 from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteTxn, from_u64, u64
-from ledger.storage.tiles import ROW_OFFSET, TILE_WIDTH, TileWriter, tile_key
+from ledger.storage.tiles import ROW_OFFSET, TILE_HEIGHT, TILE_WIDTH, TileWriter, tile_key
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
 __all__ = ["MAX_BATCH", "MAX_ENTRY_BYTES", "META_PREFIX", "Ledger", "Receipt", "StateMachineHook", "open_tile_reader"]
@@ -129,12 +129,12 @@ def open_tile_reader(txn: ReadTxn, full_tiles: FullTiles | None = None) -> ReadN
     """
     cache: dict[int, Any] = {}
     get = getattr(txn, "get_view", None) or txn.get
+    levels = _LEVEL_SLOTS
 
     def read_node(level: int, index: int) -> bytes:
-        # node_slot(), inlined: this is the innermost loop of proof serving.
-        row = level & 7
-        shift = 8 - row
-        tile_level = level >> 3
+        # node_slot(), inlined and tabled: this is the innermost loop of
+        # proof serving, and its cost per node is what grows with the tree.
+        tile_level, shift, mask, row_offset = levels[level]
         tile_index = index >> shift
         cache_key = tile_index << 8 | tile_level
         tile = cache.get(cache_key)
@@ -147,13 +147,26 @@ def open_tile_reader(txn: ReadTxn, full_tiles: FullTiles | None = None) -> ReadN
                 if full_tiles is not None and tile_level:
                     full_tiles.keep(cache_key, tile)
             cache[cache_key] = tile
-        offset = (ROW_OFFSET[row] + (index & ((1 << shift) - 1))) << 5
-        node = bytes(tile[offset : offset + 32])
+        (node,) = _hash_at(tile, (row_offset + (index & mask)) << 5)
         if node == _ZERO_HASH:
             raise StorageError(f"tree node {level}/{index} is missing from its tile")
         return node
 
     return read_node
+
+
+def _level_slot(level: int) -> tuple[int, int, int, int]:
+    row = level % TILE_HEIGHT
+    shift = TILE_HEIGHT - row
+    return level // TILE_HEIGHT, shift, (1 << shift) - 1, ROW_OFFSET[row]
+
+
+#: Per tree level: (tile level, index shift to the tile, mask of the index
+#: inside the tile's row, the row's first hash). 64 levels cover any u64 size.
+_LEVEL_SLOTS = tuple(_level_slot(level) for level in range(64))
+#: One hash out of a tile at a byte offset: a third of the cost of slicing a
+#: memoryview and copying the slice.
+_hash_at = struct.Struct(f"{HASH_SIZE}s").unpack_from
 
 
 _R = TypeVar("_R")
