@@ -37,6 +37,10 @@ class KV(Protocol):
         ...
 
 
+#: Marks a bucket that has no entry in ``MemoryKV._pending`` yet.
+_NEW_BUCKET: list[bytes] = []
+
+
 class MemoryKV:
     """An in-memory sorted KV: the twin of the LMDB state table.
 
@@ -45,14 +49,31 @@ class MemoryKV:
     of sortedcontainers' SortedList, reduced to what a KV needs): inserting a
     new key or deleting one is two C bisections and a short list move, and a
     scan seeks with two bisections.
+
+    A key family that no scan has walked yet is kept lazily: its new keys
+    wait unsorted in ``_pending`` (bucketed by their first :data:`_BUCKET`
+    bytes) and are sorted into the blocks at once by the first scan that
+    could yield them, after which the family is kept sorted as it is
+    written. Several state families are written on most entries and never
+    scanned by the state machine (unit history, retirements, footprints and
+    their indexes): they cost a list append each until a query walks them.
     """
 
     _BLOCK = 256
+    #: Length of the key prefix that buckets keys. State keys begin with a
+    #: family of one or two letters and a slash (``sg/``, ``ah/``, ``f/``),
+    #: so two bytes keep the families walked on every entry (segments)
+    #: apart from those that are only written.
+    _BUCKET = 2  # written out in swap
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._blocks: list[list[bytes]] = []
         self._maxes: list[bytes] = []
+        # Bucket -> its keys not yet in the blocks (a lazy bucket), or None
+        # once a scan has sorted the bucket in (kept sorted from then on).
+        # Invariant: every key of a lazy bucket is in its list, and no other.
+        self._pending: dict[bytes, list[bytes] | None] = {}
         # Bumped by every insert and delete of a key, so that a scan knows to
         # re-seek when its caller changed the key set between two pairs.
         self._version = 0
@@ -65,15 +86,62 @@ class MemoryKV:
     def put(self, key: bytes, value: bytes) -> None:
         data = self._data
         if key not in data:
-            self._insert(key)
+            self._add(key)
         data[key] = value if type(value) is bytes else bytes(value)
+
+    def swap(self, key: bytes, value: bytes) -> bytes | None:
+        """:meth:`put`, returning the value it replaced (None if the key was
+        new): what a :class:`Journal` keeps to undo the write, in one step."""
+        data = self._data
+        old = data.get(key)
+        if old is None:  # self._add(key), inlined: a new key on most writes
+            self._version += 1
+            pending = self._pending.get(key[:2], _NEW_BUCKET)
+            if pending is None:
+                self._insert(key)
+            elif pending is _NEW_BUCKET:
+                self._pending[key[:2]] = [key]
+            else:
+                pending.append(key)
+        data[key] = value if type(value) is bytes else bytes(value)
+        return old
 
     def delete(self, key: bytes) -> None:
         if self._data.pop(key, None) is not None:
+            self._version += 1
+            pending = self._pending.get(key[: self._BUCKET])
+            if pending:  # a lazy bucket: the key is in its list
+                if pending[-1] == key:  # the newest (a rolled-back write)
+                    pending.pop()
+                    return
+                self._flush(key[: self._BUCKET])
             self._remove(key)
 
-    def _insert(self, key: bytes) -> None:
+    def _add(self, key: bytes) -> None:
         self._version += 1
+        bucket = key[: self._BUCKET]
+        pending = self._pending.get(bucket, _NEW_BUCKET)
+        if pending is None:
+            self._insert(key)
+        elif pending is _NEW_BUCKET:
+            self._pending[bucket] = [key]
+        else:
+            pending.append(key)
+
+    def _flush(self, bucket: bytes | None) -> None:
+        """Sort the keys of lazy ``bucket`` (of every lazy bucket if None)
+        into the blocks; the bucket is kept sorted from then on."""
+        pending = self._pending
+        buckets = [b for b, ks in pending.items() if ks is not None] if bucket is None else [bucket]
+        for b in buckets:
+            keys = pending.get(b)
+            pending[b] = None
+            if keys:
+                keys.sort()  # in order, each lands at or after the previous one
+                for key in keys:
+                    self._insert(key)
+
+    def _insert(self, key: bytes) -> None:
         maxes = self._maxes
         if not maxes:
             self._blocks.append([key])
@@ -94,7 +162,6 @@ class MemoryKV:
             maxes[i : i + 1] = [block[half - 1], block[-1]]
 
     def _remove(self, key: bytes) -> None:
-        self._version += 1
         maxes = self._maxes
         i = bisect_left(maxes, key)
         block = self._blocks[i]
@@ -107,6 +174,11 @@ class MemoryKV:
             maxes[i] = block[-1]
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        # Every key the scan can yield starts with the prefix, so shares its
+        # bucket; a prefix shorter than a bucket spans several.
+        bucket = prefix[: self._BUCKET] if len(prefix) >= self._BUCKET else None
+        if bucket is None or self._pending.get(bucket, _NEW_BUCKET) is not None:
+            self._flush(bucket)
         blocks = self._blocks
         maxes = self._maxes
         data = self._data
@@ -133,6 +205,8 @@ class MemoryKV:
                 return
             yield key, data[key]
             if self._version != version:
+                if bucket is None:  # a bucket created meanwhile is lazy
+                    self._flush(None)
                 version = self._version
                 i = bisect_right(maxes, key)
                 if i == len(maxes):
@@ -142,6 +216,7 @@ class MemoryKV:
                 j += 1
 
     def items(self) -> list[tuple[bytes, bytes]]:
+        self._flush(None)
         data = self._data
         return [(k, data[k]) for block in self._blocks for k in block]
 
@@ -221,7 +296,7 @@ class Journal:
     accepted entry needs no copying from a buffer into the base.
     """
 
-    __slots__ = ("_base", "_replaced", "get", "scan", "writes")
+    __slots__ = ("_base", "_replaced", "_swap", "get", "put", "scan", "writes")
 
     def __init__(self, base: KV) -> None:
         self._base = base
@@ -229,12 +304,24 @@ class Journal:
         self.writes: list[tuple[bytes, bytes | None]] = []
         self.get = base.get
         self.scan = base.scan
+        # A base that can put and hand back the old value in one step (a
+        # MemoryKV) saves a read and a call on every write.
+        swap = getattr(base, "swap", None)
+        if swap is not None:
+            self._swap = swap
+            self.put = self._put_swap
+        else:
+            self.put = self._put_read_first
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def _put_read_first(self, key: bytes, value: bytes) -> None:
         base = self._base
         self._replaced.append(base.get(key))
         self.writes.append((key, value))
         base.put(key, value)
+
+    def _put_swap(self, key: bytes, value: bytes) -> None:
+        self._replaced.append(self._swap(key, value))
+        self.writes.append((key, value))
 
     def delete(self, key: bytes) -> None:
         base = self._base
@@ -272,13 +359,21 @@ def fold_state_digest(previous: bytes, writes: list[tuple[bytes, bytes | None]])
     Each write is length-prefixed so no two different write lists share an
     encoding; a delete is marked by a length of 2**32 - 1.
     """
-    h = hashlib.sha256(previous)
+    # SHA-256(previous || each write's length-prefixed key and value), the
+    # pieces joined first: one hash update instead of four per write.
+    parts = [previous]
+    add = parts.append
+    length = _LENGTH
     for key, value in writes:
-        h.update(struct.pack(">I", len(key)))
-        h.update(key)
+        add(length(len(key)))
+        add(key)
         if value is None:
-            h.update(b"\xff\xff\xff\xff")
+            add(_DELETED)
         else:
-            h.update(struct.pack(">I", len(value)))
-            h.update(value)
-    return h.digest()
+            add(length(len(value)))
+            add(value)
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+_LENGTH = struct.Struct(">I").pack
+_DELETED = b"\xff\xff\xff\xff"
