@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.state._codec import dec, dec_first, dec_tail, enc
+from ledger.state.footprints import encode_published
+from ledger.state.units import encode_retirement
 
 KEYS = ["a", "attestations", "digest", "pcf", "status", "unit", "z"]
 # Strings that look like the keys searched for, quoted as JSON would be.
@@ -80,3 +82,59 @@ def test_dec_tail_refuses_a_nested_key_found_last() -> None:
     assert dec_tail(text, "pcf") is None
     assert dec_tail(enc({"a": 1, "pcf": "1"}).decode(), "pcf") == {"pcf": "1"}
     assert dec_tail(enc({"a": 1}).decode(), "pcf") is None
+
+
+texts = st.one_of(st.text(max_size=12), st.sampled_from(TRICKY))
+ints = st.integers(0, 2**62)
+pairs = st.lists(st.lists(ints, min_size=2, max_size=2), max_size=3)
+published = st.fixed_dictionaries(
+    {
+        "owner": texts,
+        "status": texts,
+        "unit": texts,
+        "unitAmount": texts,
+        "pcf": texts,
+        "refStart": ints,
+        "refEnd": ints,
+        "product": texts,
+        "published": ints,
+        "digest": texts,
+        "preceding": st.lists(texts, max_size=3),
+        "successor": st.none(),
+        "deprecated": st.none(),
+        "lineage": texts,
+        "components": st.lists(
+            st.fixed_dictionaries({"pf": texts, "quantity": texts, "unit": texts}), max_size=3
+        ),
+        "claims": st.fixed_dictionaries({"gec": pairs, "ccer": pairs}),
+        "attestations": st.just([]),
+        "stale": st.just([]),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(published)
+def test_a_published_footprint_is_formatted_as_enc_writes_it(record: dict[str, Any]) -> None:
+    assert encode_published(record) == enc(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(published, st.sampled_from(["stale", "successor", "claims", "components", "product", "published", "extra"]), values)
+def test_any_other_shape_of_footprint_record_is_still_enc(record: dict[str, Any], field: str, odd: Any) -> None:
+    record = {**record, field: odd}
+    assert encode_published(record) == enc(record)
+
+
+retirements = st.fixed_dictionaries(
+    {"beneficiary": texts, "by": texts, "e": ints, "periodEnd": ints, "periodStart": ints, "s": ints},
+    optional={"purpose": texts},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(retirements, st.one_of(st.none(), st.tuples(st.sampled_from(["purpose", "s", "by", "x"]), values)))
+def test_a_retirement_is_formatted_as_enc_writes_it(record: dict[str, Any], odd: tuple[str, Any] | None) -> None:
+    if odd is not None:
+        record = {**record, odd[0]: odd[1]}
+    assert encode_retirement(record) == enc(record)

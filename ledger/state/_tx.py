@@ -77,11 +77,13 @@ class Tx:
     def put(self, value: Any, *parts: str) -> None:
         self.kv.put("/".join(parts).encode(), enc(value))
 
-    def put_shared(self, value: Any, *parts: str) -> None:
+    def put_shared(self, value: Any, *parts: str, raw: bytes | None = None) -> None:
         """Like :meth:`put`, and hand ``value`` to later :meth:`read` calls
         (see :func:`share`): never change it, or anything in it, afterwards.
-        For records that are read again soon, such as footprints."""
-        raw = enc(value)
+        For records that are read again soon, such as footprints. ``raw``,
+        if given, must be ``enc(value)``, formatted by a faster route."""
+        if raw is None:
+            raw = enc(value)
         self.kv.put("/".join(parts).encode(), raw)
         share(raw, value)
 

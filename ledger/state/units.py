@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger.errors import PermissionDenied, StateRuleError
-from ledger.state._codec import encode_string, n16
+from ledger.state._codec import enc, encode_string, n16
 from ledger.state._tx import Tx
 from ledger.state.ranges import FROZEN, HELD, RETIRED, Segment, add_segment, covering, rewrite
 
@@ -58,6 +58,32 @@ def freeze_record(reason: str) -> HistoryRecord:
 def claim_record(pf_id: str) -> HistoryRecord:
     a = encode_string(pf_id)
     return lambda s, e: f'{{"e":{e},"op":"claim","pf":{a},"s":{s}}}'.encode()
+
+
+def encode_retirement(rec: dict[str, Any]) -> bytes:
+    """``enc(rec)`` for a retirement record as GEC and CCER write them, keys
+    in sorted order; formatted directly (the general encoder costs ~2 us
+    for these six or seven fields). Any other shape goes to :func:`enc`."""
+    beneficiary, by, e, period_end, period_start, s = (
+        rec.get("beneficiary"), rec.get("by"), rec.get("e"), rec.get("periodEnd"), rec.get("periodStart"), rec.get("s")
+    )
+    purpose = rec.get("purpose")
+    if (
+        type(beneficiary) is not str
+        or type(by) is not str
+        or type(e) is not int
+        or type(period_end) is not int
+        or type(period_start) is not int
+        or type(s) is not int
+        or not (purpose is None or type(purpose) is str)
+        or len(rec) != 6 + (purpose is not None)
+    ):
+        return enc(rec)
+    head = f'{{"beneficiary":{encode_string(beneficiary)},"by":{encode_string(by)},"e":{e},'
+    head += f'"periodEnd":{period_end},"periodStart":{period_start},'
+    if purpose is not None:
+        head += f'"purpose":{encode_string(purpose)},'
+    return f'{head}"s":{s}}}'.encode()
 
 
 def _history(tx: Tx, kind: str, segs: list[Segment], record: HistoryRecord) -> None:
@@ -140,7 +166,8 @@ def retire_units(tx: Tx, kind: str, start: int, end: int, record: dict[str, Any]
     change: Callable[[dict[str, Any]], dict[str, Any]] = lambda v: {**v, "st": RETIRED, "r": index}
     changed = rewrite(tx.kv, kind, start, end, segs, change, merge_before=False, merge_after=False)
     # Read back by the claims that cite these units: hand the record over.
-    tx.put_shared({**record, "by": tx.op.org, "s": start, "e": end}, "ar", kind, n16(index))
+    retirement = {**record, "by": tx.op.org, "s": start, "e": end}
+    tx.put_shared(retirement, "ar", kind, n16(index), raw=encode_retirement(retirement))
     _history(tx, kind, changed, retire_record(tx.op.org))
     tx.emit("units.retired", range_label(kind, start, end), tx.op.org)
 
