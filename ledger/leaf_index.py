@@ -16,6 +16,10 @@ as a new run, inside an append transaction; while the newest stored run is
 less than twice as large as the one being written, the two are merged into
 one first. Run sizes then follow a binary counter: about log2(merged /
 FLUSH_ENTRIES) runs, and each record is rewritten about that many times.
+A merge streams: it reads :data:`MERGE_CHUNKS` chunks of each run at a time
+and writes the merged records as they become final, so it holds a few MB
+however large the runs are (merging whole runs in memory raised the peak
+resident set of a 10^6-entry ingest by 54 MB at its 2^19-entry merge).
 
 Why runs and not one B-tree keyed by hash: leaf hashes are random, so
 inserting a batch of them into a B-tree rewrites nearly every page of it, and
@@ -41,6 +45,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -55,6 +60,7 @@ __all__ = [
     "FILTER_KEY",
     "FLUSH_ENTRIES",
     "MERGED_KEY",
+    "MERGE_CHUNKS",
     "RECORD_SIZE",
     "RUNS_KEY",
     "LeafFlush",
@@ -71,6 +77,8 @@ __all__ = [
 FLUSH_ENTRIES = 1 << 16
 #: Records per stored chunk: 4,000 bytes, one 4 KiB page.
 CHUNK_RECORDS = 100
+#: Chunks read from each run being merged per step of a merge.
+MERGE_CHUNKS = 256
 RECORD_SIZE = HASH_SIZE + 8
 #: Metadata key: how many entries (from index 0) the runs hold.
 MERGED_KEY = b"leaves_merged"
@@ -164,7 +172,7 @@ class LeafIndex:
             txn.delete(Table.LEAVES, key)
         # LMDB kept the rows in key order, which is the order of a run.
         records = np.frombuffer(b"".join(k + v for k, v in rows), dtype=">u8").reshape(-1, 5)
-        self._write_run(txn, records, (), 0, merged)
+        self._write_run(txn, iter([records]), len(records), (), 0, merged)
         txn.put(Table.META, FILTER_KEY, bytes(filter_of(b"".join(k for k, _ in rows))))
 
     # -- lookups ----------------------------------------------------------
@@ -220,29 +228,47 @@ class LeafIndex:
         records[:, :4] = hashes
         records[:, 4] = indexes
         records = records[_hash_order(records)]
+        # The same runs as merging pairwise from the newest would take.
         runs = list(self.runs)
-        while runs and runs[-1].count < 2 * len(records):
-            older = runs.pop()
-            records = _merge_sorted(_take_run(txn, older), records)
-        flush = self._write_run(txn, records, tuple(runs), self.next_id, size)
+        taken: list[Run] = []
+        count = len(records)
+        while runs and runs[-1].count < 2 * count:
+            taken.append(runs.pop())
+            count += taken[-1].count
+        readers = [_RunReader(txn, run) for run in taken]
+        flush = self._write_run(txn, _merge_blocks(records, readers), count, tuple(runs), self.next_id, size)
+        for reader in readers:
+            reader.check_read_all()
         # In memory the bitmap covers every entry; here those are exactly the runs'.
         txn.put(Table.META, FILTER_KEY, bytes(self.filter))
         return flush
 
     def _write_run(
-        self, txn: WriteTxn, records: np.ndarray, kept: tuple[Run, ...], run_id: int, merged: int
+        self,
+        txn: WriteTxn,
+        blocks: Iterator[np.ndarray],
+        count: int,
+        kept: tuple[Run, ...],
+        run_id: int,
+        merged: int,
     ) -> LeafFlush:
-        run = Run(run_id, len(records))
-        data = records.tobytes()
-        step = CHUNK_RECORDS * RECORD_SIZE
+        """Write the sorted records of ``blocks`` (``count`` of them, in
+        order) as run ``run_id``, after the runs ``kept``."""
+        run = Run(run_id, count)
         prefix = run.prefix
-        chunks = []
-        for lo in range(0, len(data), step):
-            hi = min(lo + step, len(data))
-            chunks.append((prefix + data[hi - RECORD_SIZE : hi - 8], data[lo:hi]))
-        # The run's id is above every stored run's, and its chunks are in key
-        # order: each goes past the end of the table.
-        txn.put_many(Table.LEAVES, chunks, append=True)
+        written = 0
+        carry = np.empty((0, 5), dtype=">u8")
+        for block in blocks:
+            if len(carry):
+                block = np.concatenate((carry, block), dtype=">u8")
+            whole = len(block) - len(block) % CHUNK_RECORDS
+            _put_chunks(txn, prefix, block[:whole])
+            written += whole
+            carry = block[whole:]
+        _put_chunks(txn, prefix, carry)
+        written += len(carry)
+        if written != count:
+            raise StorageError(f"leaf index: wrote {written} records as run {run_id}, expected {count}")
         runs = (*kept, run)
         txn.put(Table.META, RUNS_KEY, _encode_runs(run_id + 1, runs))
         txn.put(Table.META, MERGED_KEY, u64(merged))
@@ -386,9 +412,11 @@ def _find_in_runs(txn: ReadTxn, runs: tuple[Run, ...], leaf: bytes) -> int | Non
     return None
 
 
-def _run_chunks(txn: ReadTxn, run: Run) -> Iterator[tuple[bytes, bytes]]:
+def _run_chunks(txn: ReadTxn, run: Run, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    """The run's chunks in key order, from the first keyed at or after
+    ``run.prefix + start``."""
     prefix = run.prefix
-    for key, value in txn.scan(Table.LEAVES, prefix):
+    for key, value in txn.scan(Table.LEAVES, prefix + start):
         if not key.startswith(prefix):
             return
         yield key, value
@@ -401,15 +429,38 @@ def _records_of(chunks: list[tuple[bytes, bytes]]) -> np.ndarray | None:
     return np.frombuffer(data, dtype=">u8").reshape(-1, 5)
 
 
-def _take_run(txn: WriteTxn, run: Run) -> np.ndarray:
-    """A run's records, deleting its chunks."""
-    chunks = list(_run_chunks(txn, run))
-    records = _records_of(chunks)
-    if records is None or len(records) != run.count:
-        raise StorageError(f"leaf index run {run.id} is damaged (run `carbonledger audit`)")
-    for key, _ in chunks:
-        txn.delete(Table.LEAVES, key)
-    return records
+class _RunReader:
+    """Reads a stored run for a merge, :data:`MERGE_CHUNKS` chunks at a
+    time, deleting the chunks it has read."""
+
+    def __init__(self, txn: WriteTxn, run: Run) -> None:
+        self._txn = txn
+        self._run = run
+        self._after = b""  # the last chunk's leaf hash, plus one byte
+        self._read = 0
+        self.done = False
+
+    def read(self) -> np.ndarray:
+        """The run's next records, in order (none once it is done)."""
+        if self.done:
+            return np.empty((0, 5), dtype=">u8")
+        # A scan of its own each time: deleting would move a live cursor's pages.
+        chunks = list(islice(_run_chunks(self._txn, self._run, self._after), MERGE_CHUNKS))
+        records = _records_of(chunks)
+        if records is None:
+            raise StorageError(f"leaf index run {self._run.id} is damaged (run `carbonledger audit`)")
+        for key, _ in chunks:
+            self._txn.delete(Table.LEAVES, key)
+        if len(chunks) < MERGE_CHUNKS:
+            self.done = True
+        else:
+            self._after = chunks[-1][0][len(self._run.prefix) :] + b"\x00"
+        self._read += len(records)
+        return records
+
+    def check_read_all(self) -> None:
+        if not self.done or self._read != self._run.count:
+            raise StorageError(f"leaf index run {self._run.id} is damaged (run `carbonledger audit`)")
 
 
 def _hash_order(records: np.ndarray) -> np.ndarray:
@@ -426,11 +477,63 @@ def _hash_order(records: np.ndarray) -> np.ndarray:
     return order
 
 
-def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Two runs' records as one sorted run (a stable sort of two sorted
-    halves is a linear merge)."""
-    both = np.concatenate((a, b), dtype=">u8")  # (numpy would pick native order)
-    return both[_hash_order(both)]
+def _merge_blocks(fresh: np.ndarray, readers: list[_RunReader]) -> Iterator[np.ndarray]:
+    """The records of ``fresh`` (sorted) and of the runs that ``readers``
+    read, merged: sorted blocks whose concatenation is one sorted run.
+
+    Each step takes, from every buffer, the records up to the smallest last
+    hash among the buffers of runs not yet read to the end: no record still
+    unread can sort before them. The run that set that bound is emptied, and
+    read again at the next step.
+    """
+    buffers = [fresh] + [reader.read() for reader in readers]
+    sources: list[_RunReader | None] = [None, *readers]
+    while True:
+        for i, source in enumerate(sources):
+            if source is not None and not len(buffers[i]):
+                buffers[i] = source.read()
+        bounds = [
+            buffers[i][-1, :4].tobytes()
+            for i, source in enumerate(sources)
+            if source is not None and not source.done and len(buffers[i])
+        ]
+        parts = []
+        for i, buffer in enumerate(buffers):
+            n = len(buffer) if not bounds else int(np.searchsorted(_hashes(buffer), min(bounds), side="right"))
+            if n:
+                parts.append(buffer[:n])
+                buffers[i] = buffer[n:]
+        if not parts:
+            return
+        block = np.concatenate(parts, dtype=">u8") if len(parts) > 1 else parts[0]  # (numpy would pick native order)
+        # A stable sort of a few sorted pieces is a linear merge.
+        yield block[_hash_order(block)] if len(parts) > 1 else block
+
+
+_HASH_AND_INDEX = np.dtype([("hash", f"S{HASH_SIZE}"), ("index", ">u8")])
+
+
+def _hashes(records: np.ndarray) -> np.ndarray:
+    """The records' leaf hashes as 32-byte strings, which NumPy compares
+    bytewise (a view, no copy)."""
+    return records.view(_HASH_AND_INDEX).reshape(-1)["hash"]
+
+
+def _put_chunks(txn: WriteTxn, prefix: bytes, records: np.ndarray) -> None:
+    """Append ``records`` (sorted, after every stored run's) to the table in
+    chunks of :data:`CHUNK_RECORDS`, each keyed by ``prefix`` and its last
+    leaf hash."""
+    if not len(records):
+        return
+    data = records.tobytes()
+    step = CHUNK_RECORDS * RECORD_SIZE
+    chunks = []
+    for lo in range(0, len(data), step):
+        hi = min(lo + step, len(data))
+        chunks.append((prefix + data[hi - RECORD_SIZE : hi - 8], data[lo:hi]))
+    # The run's id is above every stored run's, and its chunks are in key
+    # order: each goes past the end of the table.
+    txn.put_many(Table.LEAVES, chunks, append=True)
 
 
 def _strictly_sorted(records: np.ndarray) -> bool:

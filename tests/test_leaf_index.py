@@ -25,9 +25,11 @@ SIGNER = Signer.from_seed("example.org/carbon", hashlib.sha256(b"leaf index").di
 
 @pytest.fixture(autouse=True)
 def small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flush every 16 entries, in chunks of 3 records: many runs and merges."""
+    """Flush every 16 entries, in chunks of 3 records, merging 2 chunks of
+    each run at a time: many runs, and merges of many steps."""
     monkeypatch.setattr(leaf_index, "FLUSH_ENTRIES", 16)
     monkeypatch.setattr(leaf_index, "CHUNK_RECORDS", 3)
+    monkeypatch.setattr(leaf_index, "MERGE_CHUNKS", 2)
 
 
 @pytest.fixture(params=["lmdb", "memory"])
@@ -137,6 +139,54 @@ def test_hashes_sharing_their_first_eight_bytes_still_sort_by_all_32() -> None:
     assert got == sorted(hashes)
     assert leaf_index._strictly_sorted(ordered)
     assert not leaf_index._strictly_sorted(records)
+
+
+def _sorted_records(hashes: list[bytes], first_index: int) -> np.ndarray:
+    records = np.empty((len(hashes), 5), dtype=">u8")
+    records[:, :4] = np.frombuffer(b"".join(hashes), dtype=">u8").reshape(-1, 4)
+    records[:, 4] = np.arange(first_index, first_index + len(hashes), dtype=np.uint64)
+    ordered: np.ndarray = records[leaf_index._hash_order(records)]
+    return ordered
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_streamed_merge_equals_sorting_every_record(seed: int) -> None:
+    """Runs of uneven sizes, read 2 chunks of 3 records at a time, merged
+    with the fresh records: one sorted run of every record, each once, and
+    the old runs' chunks gone. Some hashes share their first 8 bytes across
+    runs (where a merge on the first word alone would misorder them)."""
+    from ledger.storage import MemoryStore
+
+    rng = random.Random(seed)
+    shared = [rng.randbytes(8) for _ in range(4)]
+    hashes = list({(rng.choice(shared) if rng.random() < 0.3 else rng.randbytes(8)) + rng.randbytes(24)
+                   for _ in range(400)})  # fmt: skip
+    sizes = [rng.randint(0, 120) for _ in range(3)]
+    pieces, at = [], 0
+    for n in sizes:
+        pieces.append(hashes[at : at + n])
+        at += n
+    fresh = _sorted_records(hashes[at:], at)
+    runs = [leaf_index.Run(i, len(p)) for i, p in enumerate(pieces)]
+    store = MemoryStore()
+
+    def merge(txn):  # type: ignore[no-untyped-def]
+        first = 0
+        for run, piece in zip(runs, pieces, strict=True):
+            leaf_index._put_chunks(txn, run.prefix, _sorted_records(piece, first))
+            first += len(piece)
+        readers = [leaf_index._RunReader(txn, run) for run in runs]
+        blocks = list(leaf_index._merge_blocks(fresh, readers))
+        for reader in readers:
+            reader.check_read_all()
+        return blocks, list(txn.scan(Table.LEAVES))
+
+    blocks, left = store.run_write(merge)
+    merged = np.concatenate(blocks, dtype=">u8")
+    assert [r[:4].tobytes() for r in merged] == sorted(hashes)
+    assert sorted(int(i) for i in merged[:, 4]) == list(range(len(hashes)))
+    assert leaf_index._strictly_sorted(merged)
+    assert left == []
 
 
 def test_every_stored_record_is_found_and_a_near_miss_is_not(ledger: Ledger) -> None:
