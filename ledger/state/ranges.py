@@ -65,7 +65,17 @@ def owner_key(owner: str, kind: str, end: int) -> bytes:
 
 
 def _prefix(kind: str) -> bytes:
-    return f"sg/{kind}/".encode()
+    prefix = _PREFIXES.get(kind)
+    if prefix is None:
+        prefix = _PREFIXES[kind] = f"sg/{kind}/".encode()
+    return prefix
+
+
+_PREFIXES: dict[str, bytes] = {}
+
+# Segments are built as the tuples they are, without the generated
+# ``Segment.__new__`` (a Python frame per segment read or changed).
+_new_tuple = tuple.__new__
 
 
 # Segment values by their stored bytes: (start, value without "s"). Filled by
@@ -85,7 +95,7 @@ def _decode(end_hex: bytes, raw: bytes) -> Segment:
         value = dec(raw)
         hit = (value.pop("s"), value)
         _SEGMENTS.put(raw, hit)
-    return Segment(hit[0], int(end_hex, 16), hit[1])
+    return _new_tuple(Segment, (hit[0], int(end_hex, 16), hit[1]))
 
 
 def encode_segment(start: int, value: dict[str, Any]) -> bytes:
@@ -99,6 +109,9 @@ def encode_segment(start: int, value: dict[str, Any]) -> bytes:
     b = value.get("b")
     o = value.get("o")
     st = value.get("st")
+    if len(value) == 3 and type(b) is str and type(o) is str and type(st) is str and type(start) is int:
+        # Held or frozen units, the most common shape: no "c", no "r".
+        return f'{{"b":{encode_string(b)},"o":{encode_string(o)},"s":{start},"st":{encode_string(st)}}}'.encode()
     c = value.get("c")
     r = value.get("r")
     if (
@@ -150,7 +163,7 @@ def _neighbor_before(kv: KV, kind: str, start: int) -> Segment | None:
     hit = _SEGMENTS.get(raw)
     if hit is None:
         return _decode(b"%016x" % start, raw)
-    return Segment(hit[0], start, hit[1])
+    return _new_tuple(Segment, (hit[0], start, hit[1]))
 
 
 def _neighbor_after(kv: KV, kind: str, end: int) -> Segment | None:
@@ -169,8 +182,9 @@ def _put(kv: KV, kind: str, seg: _Piece) -> None:
     start, end, value = seg
     raw = encode_segment(start, value)
     _SEGMENTS.put(raw, (start, value))
-    kv.put(f"sg/{kind}/{end:016x}".encode(), raw)
-    kv.put(f"ao/{value['o']}/{kind}/{end:016x}".encode(), raw)
+    tail = f"{kind}/{end:016x}"
+    kv.put(f"sg/{tail}".encode(), raw)
+    kv.put(f"ao/{value['o']}/{tail}".encode(), raw)
 
 
 def add_segment(kv: KV, kind: str, start: int, end: int, value: dict[str, Any]) -> None:
@@ -220,7 +234,7 @@ def rewrite(
     for seg_start, seg_end, value in segs:
         if seg_start < start:
             pieces.append((seg_start, start, value))
-        mid = Segment(max(seg_start, start), min(seg_end, end), change(value))
+        mid: Segment = _new_tuple(Segment, (max(seg_start, start), min(seg_end, end), change(value)))
         pieces.append(mid)
         changed.append(mid)
         if seg_end > end:
