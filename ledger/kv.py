@@ -38,7 +38,7 @@ class KV(Protocol):
 
 
 #: Marks a bucket that has no entry in ``MemoryKV._pending`` yet.
-_NEW_BUCKET: list[bytes] = []
+_NEW_BUCKET: set[bytes] = set()
 
 
 class MemoryKV:
@@ -50,13 +50,14 @@ class MemoryKV:
     new key or deleting one is two C bisections and a short list move, and a
     scan seeks with two bisections.
 
-    A key family that no scan has walked yet is kept lazily: its new keys
-    wait unsorted in ``_pending`` (bucketed by their first :data:`_BUCKET`
-    bytes) and are sorted into the blocks at once by the first scan that
-    could yield them, after which the family is kept sorted as it is
-    written. Several state families are written on most entries and never
-    scanned by the state machine (unit history, retirements, footprints and
-    their indexes): they cost a list append each until a query walks them.
+    A key family that no scan has walked yet is kept lazily: its keys wait
+    in an unordered set in ``_pending`` (bucketed by their first
+    :data:`_BUCKET` bytes) and are sorted into the blocks at once by the
+    first scan that could yield them, after which the family is kept sorted
+    as it is written. Several state families are written on most entries and
+    never scanned by the state machine (unit history, retirements, holdings,
+    footprints and their indexes): they cost a set insertion each until a
+    query walks them.
     """
 
     _BLOCK = 256
@@ -70,10 +71,10 @@ class MemoryKV:
         self._data: dict[bytes, bytes] = {}
         self._blocks: list[list[bytes]] = []
         self._maxes: list[bytes] = []
-        # Bucket -> its keys not yet in the blocks (a lazy bucket), or None
-        # once a scan has sorted the bucket in (kept sorted from then on).
-        # Invariant: every key of a lazy bucket is in its list, and no other.
-        self._pending: dict[bytes, list[bytes] | None] = {}
+        # Bucket -> its keys, not in the blocks (a lazy bucket), or None once
+        # a scan has sorted the bucket in (kept sorted from then on). Every
+        # key of a lazy bucket is in its set, and no other key is.
+        self._pending: dict[bytes, set[bytes] | None] = {}
         # Bumped by every insert and delete of a key, so that a scan knows to
         # re-seek when its caller changed the key set between two pairs.
         self._version = 0
@@ -100,9 +101,9 @@ class MemoryKV:
             if pending is None:
                 self._insert(key)
             elif pending is _NEW_BUCKET:
-                self._pending[key[:2]] = [key]
+                self._pending[key[:2]] = {key}
             else:
-                pending.append(key)
+                pending.add(key)
         data[key] = value if type(value) is bytes else bytes(value)
         return old
 
@@ -110,12 +111,10 @@ class MemoryKV:
         if self._data.pop(key, None) is not None:
             self._version += 1
             pending = self._pending.get(key[: self._BUCKET])
-            if pending:  # a lazy bucket: the key is in its list
-                if pending[-1] == key:  # the newest (a rolled-back write)
-                    pending.pop()
-                    return
-                self._flush(key[: self._BUCKET])
-            self._remove(key)
+            if pending is None:
+                self._remove(key)
+            else:  # a lazy bucket: the key is in its set
+                pending.discard(key)
 
     def _add(self, key: bytes) -> None:
         self._version += 1
@@ -124,9 +123,9 @@ class MemoryKV:
         if pending is None:
             self._insert(key)
         elif pending is _NEW_BUCKET:
-            self._pending[bucket] = [key]
+            self._pending[bucket] = {key}
         else:
-            pending.append(key)
+            pending.add(key)
 
     def _flush(self, bucket: bytes | None) -> None:
         """Sort the keys of lazy ``bucket`` (of every lazy bucket if None)
@@ -137,8 +136,7 @@ class MemoryKV:
             keys = pending.get(b)
             pending[b] = None
             if keys:
-                keys.sort()  # in order, each lands at or after the previous one
-                for key in keys:
+                for key in sorted(keys):  # in order: each lands at or after the last
                     self._insert(key)
 
     def _insert(self, key: bytes) -> None:
