@@ -88,7 +88,7 @@ class Tx:
         share(raw, value)
 
     def emit(self, kind: str, subject: str, *refs: str) -> None:
-        self.events.append(Event(kind, subject, tuple(refs)))
+        self.events.append(Event(kind, subject, refs))  # *refs is a tuple already
 
     # --- rules shared by several handlers ---------------------------------------
 
