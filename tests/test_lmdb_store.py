@@ -128,3 +128,32 @@ def test_only_shared_read_only_mappings_are_advised(tmp_path: Path) -> None:
     finally:
         store.close()
     assert lmdb_store.release_mapped_pages(data_file) == 0
+
+
+def test_journal_swaps_on_the_lmdb_kv_and_rolls_back_byte_for_byte(tmp_path: Path) -> None:
+    """The store's KV puts and hands back the old value in one step (LMDB
+    replace), and a Journal over it undoes writes exactly: overwritten
+    values of several sizes (a copy, not a view the write moved) and new keys."""
+    from ledger.kv import Journal
+
+    store = LmdbStore(tmp_path / "s")
+    before = {b"a": b"1" * 3000, b"b": b"2", b"c": b"3" * 50}
+    with store.write() as txn:
+        for key, value in before.items():
+            txn.put(Table.STATE, key, value)
+    with store.write() as txn:
+        kv = txn.kv(Table.STATE)
+        journal = Journal(kv)
+        assert journal.put == journal._put_swap  # the one-step path is taken
+        mark = journal.savepoint()
+        journal.put(b"a", b"x" * 10)  # shrinks: LMDB rewrites the node in place
+        journal.put(b"b", b"y" * 5000)  # grows onto overflow pages
+        journal.put(b"new", b"z")
+        journal.delete(b"c")
+        assert kv.swap(b"b", b"y" * 5000) == b"y" * 5000
+        assert dict(kv.scan(b"")) == {b"a": b"x" * 10, b"b": b"y" * 5000, b"new": b"z"}
+        journal.rollback(mark)
+        assert dict(kv.scan(b"")) == before
+    with store.read() as txn:
+        assert dict(txn.scan(Table.STATE)) == before
+    store.close()

@@ -205,6 +205,13 @@ class _KV:
         self._mapped.touched()
         self._txn.put(key, value, db=self._db)
 
+    def swap(self, key: bytes, value: bytes) -> bytes | None:
+        """:meth:`put`, returning the value it replaced (None if the key was
+        new), in one B-tree descent: what a ``Journal`` keeps to undo the
+        write. LMDB's replace hands back a copy, even with ``buffers``."""
+        self._mapped.touched()
+        return self._txn.replace(key, value, db=self._db)
+
     def delete(self, key: bytes) -> None:
         self._mapped.touched()
         self._txn.delete(key, db=self._db)
