@@ -25,7 +25,11 @@ it measures and prints:
    entries, ours (stored tiles, also as the tlog-proof a node serves) beside
    pymerkle's SqliteTree in the same run, on the same challenges;
 6. **a 10^6-entry node**: the realistic workload ingested through the batch
-   path in a child process (its sustained rate and peak RSS), ledger bytes
+   path in a child process set up as ``carbonledger serve`` sets up its own
+   (``node.memory``: allocator thresholds, the store's mapped-page budget;
+   the frames are read from a file as they are submitted, so the child holds
+   the workload's window, not the workload), its sustained rate, CPU and
+   peak RSS, ledger bytes
    on disk per entry; then, on that ledger, a node started in a child
    process (time to open the ledger and answer its first RPC, no replay of
    the log), ``carbonledger serve`` launched five times (time from launch to
@@ -735,12 +739,23 @@ def _generate(path: Path, n: int) -> None:
 
 
 def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
-    """Child: ingest the frames through the node's batch path; report rate and
-    memory (peak, and its split at the largest sample)."""
-    from node.committer import GroupCommitter
+    """Child: ingest the frames through the node's batch path, in a process
+    set up as ``carbonledger serve`` sets up its own (allocator thresholds,
+    the store's mapped-page budget); report rate and memory (peak, and its
+    split at the largest sample)."""
+    import hashlib
 
+    from node.committer import GroupCommitter
+    from node.memory import open_node_store, tune_allocator
+
+    allocator_tuned = tune_allocator()
     before = memory_mb()
-    ledger = open_fixed_clock_ledger(ledger_dir)
+    from ledger.keys import Signer
+    from ledger.state import StateMachine
+    from loadtests.bench_state import _FixedClockLedger
+
+    signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
+    ledger = _FixedClockLedger(open_node_store(ledger_dir), signer=signer, machine=StateMachine())
     try:
 
         async def run() -> tuple[float, float]:
@@ -761,7 +776,7 @@ def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
             "entries": ledger.size, "seconds": seconds, "entries_per_s": ledger.size / seconds,
             "cpu_s": cpu_s, "entries_per_cpu_s": ledger.size / cpu_s, "window": window,
             "peak_rss_mb": peak_rss_mb(), **sampler.result(), "rss_before_open_mb": before,
-            "rss_at_end_mb": memory_mb(),
+            "rss_at_end_mb": memory_mb(), "allocator_tuned": allocator_tuned,
         }  # fmt: skip
     finally:
         ledger.close()

@@ -46,12 +46,18 @@ def _read_key(path: Path) -> Signer | Verifier:
 def _open_ledger(directory: Path, created_time: int | None = None):  # type: ignore[no-untyped-def]
     from ledger.log import Ledger
     from ledger.state import StateMachine
+    from node.memory import open_node_store
 
     key_file = directory / "node.key"
     if not key_file.is_file():
         raise LedgerError(f"{directory} is not a node directory (no node.key); run carbonledger init")
     signer = Signer.from_key(key_file.read_text().strip())
-    return Ledger.open(directory / "ledger", signer=signer, machine=StateMachine(), created_time=created_time)
+    store = open_node_store(directory / "ledger")
+    try:
+        return Ledger(store, signer=signer, machine=StateMachine(), created_time=created_time)
+    except BaseException:
+        store.close()
+        raise
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -192,8 +198,11 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from node.logs import configure_logging
+    from node.memory import tune_allocator
 
     configure_logging(args.log_level)
+    # Before the ledger and the server allocate anything large.
+    tune_allocator()
     asyncio.run(_serve(args))
     return 0
 
