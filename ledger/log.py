@@ -36,6 +36,7 @@ from ledger.merkle import (
 from ledger.merkle.fetch import ReadNode
 from ledger.merkle.hashing import HASH_SIZE
 from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteTxn, from_u64, u64
+from ledger.storage.lmdb_store import MAPPED_BUDGET
 from ledger.storage.tiles import ROW_OFFSET, TILE_HEIGHT, TILE_WIDTH, TileWriter, tile_key
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
@@ -231,6 +232,7 @@ class Ledger:
         machine: StateMachineHook | None = None,
         map_size: int | None = None,
         created_time: int | None = None,
+        mapped_budget: int | None = MAPPED_BUDGET,
     ) -> Ledger:
         """Open the LMDB ledger in directory ``path``, creating it if missing.
 
@@ -238,8 +240,10 @@ class Ledger:
         with another signer, or with another state machine, is refused.
         ``created_time`` is the time of block 0 when the ledger is created
         (default: now); replicas of one log pass the same value.
+        ``mapped_budget``: bytes of the file's pages the process may gain
+        mapped before the store unmaps them (see ``LmdbStore``).
         """
-        store = LmdbStore(path, **({"map_size": map_size} if map_size else {}))
+        store = LmdbStore(path, mapped_budget=mapped_budget, **({"map_size": map_size} if map_size else {}))
         try:
             return cls(store, signer=signer, machine=machine, created_time=created_time)
         except BaseException:

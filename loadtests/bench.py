@@ -372,8 +372,9 @@ def workload_entries(n: int) -> list[bytes]:
     return [e for _, e in Workload(n).build()]
 
 
-def open_fixed_clock_ledger(path: Path) -> Any:
-    """An LMDB ledger whose block time is the workload's fixed time."""
+def open_fixed_clock_ledger(path: Path, **options: Any) -> Any:
+    """An LMDB ledger whose block time is the workload's fixed time
+    (``options`` as for ``Ledger.open``)."""
     import hashlib
 
     from ledger.keys import Signer
@@ -381,7 +382,7 @@ def open_fixed_clock_ledger(path: Path) -> Any:
     from loadtests.bench_state import _FixedClockLedger
 
     signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
-    return _FixedClockLedger.open(path, signer=signer, machine=StateMachine())
+    return _FixedClockLedger.open(path, signer=signer, machine=StateMachine(), **options)
 
 
 async def submit_in_order(
@@ -743,19 +744,12 @@ def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
     set up as ``carbonledger serve`` sets up its own (allocator thresholds,
     the store's mapped-page budget); report rate and memory (peak, and its
     split at the largest sample)."""
-    import hashlib
-
     from node.committer import GroupCommitter
-    from node.memory import open_node_store, tune_allocator
+    from node.memory import NODE_MAPPED_BUDGET, tune_allocator
 
     allocator_tuned = tune_allocator()
     before = memory_mb()
-    from ledger.keys import Signer
-    from ledger.state import StateMachine
-    from loadtests.bench_state import _FixedClockLedger
-
-    signer = Signer.from_seed("bench.log", hashlib.sha256(b"bench.log").digest())
-    ledger = _FixedClockLedger(open_node_store(ledger_dir), signer=signer, machine=StateMachine())
+    ledger = open_fixed_clock_ledger(ledger_dir, mapped_budget=NODE_MAPPED_BUDGET)
     try:
 
         async def run() -> tuple[float, float]:

@@ -46,18 +46,19 @@ def _read_key(path: Path) -> Signer | Verifier:
 def _open_ledger(directory: Path, created_time: int | None = None):  # type: ignore[no-untyped-def]
     from ledger.log import Ledger
     from ledger.state import StateMachine
-    from node.memory import open_node_store
+    from node.memory import NODE_MAPPED_BUDGET
 
     key_file = directory / "node.key"
     if not key_file.is_file():
         raise LedgerError(f"{directory} is not a node directory (no node.key); run carbonledger init")
     signer = Signer.from_key(key_file.read_text().strip())
-    store = open_node_store(directory / "ledger")
-    try:
-        return Ledger(store, signer=signer, machine=StateMachine(), created_time=created_time)
-    except BaseException:
-        store.close()
-        raise
+    return Ledger.open(
+        directory / "ledger",
+        signer=signer,
+        machine=StateMachine(),
+        created_time=created_time,
+        mapped_budget=NODE_MAPPED_BUDGET,
+    )
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -27,15 +27,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
-from pathlib import Path
 
-from ledger.storage import LmdbStore
-
-__all__ = ["MMAP_THRESHOLD", "NODE_MAPPED_BUDGET", "TRIM_THRESHOLD", "open_node_store", "tune_allocator"]
+__all__ = ["MMAP_THRESHOLD", "NODE_MAPPED_BUDGET", "TRIM_THRESHOLD", "tune_allocator"]
 
 #: Bytes of the ledger file's pages the node may gain mapped before its
-#: store unmaps them.
+#: store unmaps them (``Ledger.open(mapped_budget=...)``).
 NODE_MAPPED_BUDGET = 96 << 20
 #: Allocations of this many bytes or more get pages of their own (glibc).
 MMAP_THRESHOLD = 256 << 10
@@ -63,8 +59,3 @@ def tune_allocator() -> bool:
     # mallopt returns 1 on success, 0 on error.
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
-
-def open_node_store(path: str | os.PathLike[str]) -> LmdbStore:
-    """The node's LMDB store in directory ``path``, with the node's budget
-    of mapped pages."""
-    return LmdbStore(Path(path), mapped_budget=NODE_MAPPED_BUDGET)

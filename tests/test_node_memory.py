@@ -28,7 +28,7 @@ def test_a_node_opens_its_ledger_with_the_node_budget(tmp_path: Path, monkeypatc
         budgets.append(kwargs.get("mapped_budget"))
         return LmdbStore(path, **kwargs)
 
-    monkeypatch.setattr("node.memory.LmdbStore", spy)
+    monkeypatch.setattr("ledger.log.LmdbStore", spy)
     with cli._open_ledger(tmp_path / "n") as led:
         assert led.size == 1  # the genesis
     assert budgets == [memory.NODE_MAPPED_BUDGET]
