@@ -118,6 +118,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def _cluster_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The ClusterConfig of the serve flags, or None for a lone node."""
     if not (args.etcd or args.peer or args.witness_key or args.policy):
@@ -174,7 +184,7 @@ async def _serve(args: argparse.Namespace) -> None:
         bounds = {k: getattr(args, k) for k in ("max_pending", "max_pending_bytes") if getattr(args, k) is not None}
         server, port = create_server(
             args.listen, led, tls=tls, metrics_port=args.metrics_port,
-            max_batch=args.max_batch, **bounds, **hooks,
+            max_batch=args.max_batch, verify_processes=args.verify_processes, **bounds, **hooks,
         )  # fmt: skip
         await server.start()
         if cluster is not None:
@@ -235,6 +245,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--max-pending-bytes", type=int,
                    help="envelope bytes held before pushback (default 8388608, the largest request)")
     p.add_argument("--max-batch", type=int, default=2_000, help="most entries per group commit")
+    p.add_argument("--verify-processes", type=_non_negative, metavar="N",
+                   help="worker processes checking signatures (default: one per CPU; 0: in the node's threads)")
     p.add_argument("--log-level", default="info")
     g = p.add_argument_group("several nodes (see README, Several nodes)")
     g.add_argument("--etcd", metavar="HOST:PORT[,HOST:PORT...]", help="etcd endpoints: replicate through etcd")

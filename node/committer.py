@@ -9,13 +9,15 @@ A submission goes through three stages:
    sequencing order. The two bounds bound the node's memory for work in
    flight: a submission holds its envelope, and once prepared its parsed
    payload (several times the envelope's size), until its group is durable;
-2. **preparation**, in parallel: a thread pool parses the envelope and its
-   payload and checks its signatures (the state machine's stateless
-   ``prepare(entry, verify=True)``, or :func:`ledger.envelope.verified_keys`
-   for a ledger without one). Submissions that arrived together are handed to
-   the pool in a few chunks, not one task each: a task and its wake-up cost
-   about as much as an envelope's parsing. Signature checks release the GIL,
-   so this scales with cores;
+2. **preparation**, in parallel: preparation threads parse the envelope and
+   its payload (the state machine's stateless ``prepare(entry)``, or
+   :func:`ledger.envelope.parse_envelope` for a ledger without one) while a
+   :class:`~node.sigpool.SignaturePool`, when given, checks the signatures in
+   worker processes; without one the threads check them too. Submissions that
+   arrived together are handed over in a few chunks, not one task each: a
+   task and its wake-up cost about as much as an envelope's parsing. The
+   workers have GILs of their own, so verification scales with cores without
+   making the node's threads queue for its GIL once per signature;
 3. **commit**: one task takes the longest run of prepared submissions at the
    head of the order (up to ``max_batch``) and calls ``ledger.submit(batch,
    verified=..., prepared=...)`` in a dedicated writer thread, so the event
@@ -62,6 +64,7 @@ from ledger.envelope import parse_envelope, verified_keys
 from ledger.errors import LedgerError, MalformedError, Pushback
 from ledger.log import MAX_ENTRY_BYTES, Ledger, Receipt
 from node.errors import ShuttingDown
+from node.sigpool import SignaturePool, Verdict
 
 __all__ = ["MAX_PENDING", "MAX_PENDING_BYTES", "CommitListener", "Committed", "GroupCommitter"]
 
@@ -117,25 +120,44 @@ class _Pending:
     prepared: Any = None
 
 
-def _prepare_many(machine: Any, entries: list[bytes]) -> list[tuple[frozenset[str], Any] | BaseException]:
-    """Parse and verify envelopes; runs in the preparation pool.
+def _prepare_many(
+    machine: Any, entries: list[bytes], verdicts: Callable[[], list[Verdict]] | None = None
+) -> list[tuple[frozenset[str], Any] | BaseException]:
+    """Parse envelopes and learn which signatures verify; runs in a
+    preparation thread.
 
-    Returns, per entry, ``(verified keyids, prepared or None)`` or the
-    LedgerError that rejects it.
+    ``verdicts``, if given, returns the signature pool's verdict on each
+    entry; it is called after the parsing, which overlaps the pool's work.
+    Without it signatures are verified here. Returns, per entry,
+    ``(verified keyids, prepared or None)`` or the LedgerError that rejects it.
     """
     prepare = getattr(machine, "prepare", None)
-    out: list[tuple[frozenset[str], Any] | BaseException] = []
-    for entry in entries:
-        try:
-            if len(entry) > MAX_ENTRY_BYTES:
-                raise MalformedError("envelope", f"{len(entry)} bytes, at most {MAX_ENTRY_BYTES}")
-            if prepare is not None:
-                prepared = prepare(entry, verify=True)
-                out.append((prepared.verified, prepared))
-            else:
-                out.append((verified_keys(parse_envelope(entry)), None))
-        except LedgerError as exc:
-            out.append(exc)
+    here = verdicts is None
+    out: list[Any] = []
+    try:
+        for entry in entries:
+            try:
+                if len(entry) > MAX_ENTRY_BYTES:
+                    raise MalformedError("envelope", f"{len(entry)} bytes, at most {MAX_ENTRY_BYTES}")
+                if prepare is not None:
+                    prepared = prepare(entry, verify=here)
+                    out.append((prepared.verified, prepared))
+                else:
+                    env = parse_envelope(entry)
+                    out.append((verified_keys(env) if here else None, None))
+            except LedgerError as exc:
+                out.append(exc)
+    finally:
+        # Collected even if parsing failed: collecting returns the worker.
+        answers = verdicts() if verdicts is not None else None
+    if answers is not None:
+        for i, (result, verdict) in enumerate(zip(out, answers)):
+            if isinstance(result, tuple):
+                # The worker parsed the same bytes with the same code, so it
+                # fails exactly where this thread did; a None here would be
+                # a bug's symptom, and verifying locally is still correct.
+                keys = verdict if verdict is not None else verified_keys(parse_envelope(entries[i]))
+                out[i] = (keys, result[1])
     return out
 
 
@@ -153,27 +175,29 @@ class GroupCommitter:
         max_pending: int = MAX_PENDING,
         max_pending_bytes: int = MAX_PENDING_BYTES,
         max_batch: int = 2_000,
-        verify_workers: int = 4,
+        prepare_threads: int = 2,
+        signature_pool: SignaturePool | None = None,
         metrics: Any = None,
     ) -> None:
-        if min(max_pending, max_pending_bytes, max_batch, verify_workers) < 1:
-            raise ValueError("max_pending, max_pending_bytes, max_batch and verify_workers must be positive")
+        if min(max_pending, max_pending_bytes, max_batch, prepare_threads) < 1:
+            raise ValueError("max_pending, max_pending_bytes, max_batch and prepare_threads must be positive")
         self._ledger = ledger
         self._machine = getattr(ledger, "machine", None)
         self._max_pending = max_pending
         self._max_pending_bytes = max_pending_bytes
         self._max_batch = max_batch
-        self._workers = verify_workers
+        self._workers = prepare_threads
+        self._signatures = signature_pool
         self._metrics = metrics
         # Preparation workers take chunks from one queue. Not a
         # ThreadPoolExecutor: its per-task future, locks and done-callback
         # cost the event loop more than a small chunk's parsing.
         self._chunks: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
-        self._verify_threads = [
-            threading.Thread(target=self._prepare_worker, name=f"verify_{i}", daemon=True)
-            for i in range(verify_workers)
+        self._prepare_threads = [
+            threading.Thread(target=self._prepare_worker, name=f"prepare_{i}", daemon=True)
+            for i in range(prepare_threads)
         ]
-        for t in self._verify_threads:
+        for t in self._prepare_threads:
             t.start()
         # One writer thread: the ledger serialises appends anyway, and a
         # single thread keeps the commit order equal to the queue order.
@@ -214,9 +238,9 @@ class GroupCommitter:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for _ in self._verify_threads:
+        for _ in self._prepare_threads:
             self._chunks.put(None)
-        for t in self._verify_threads:
+        for t in self._prepare_threads:
             t.join()
         self._writer.shutdown(wait=True)
 
@@ -313,9 +337,12 @@ class GroupCommitter:
 
     def _prepare_worker(self) -> None:
         """A preparation thread: prepare chunks until told to stop (None)."""
+        pool = self._signatures
         while (chunk := self._chunks.get()) is not None:
+            entries = [p.entry for p in chunk]
             try:
-                results: list[Any] = _prepare_many(self._machine, [p.entry for p in chunk])
+                verdicts = pool.submit(entries) if pool is not None else None
+                results: list[Any] = _prepare_many(self._machine, entries, verdicts)
             except BaseException as exc:  # noqa: BLE001 - a bug in preparation: fail these callers, not the node
                 _log.error("preparation failed", exc_info=exc)
                 results = [exc] * len(chunk)

@@ -3,14 +3,16 @@
 One grpc.aio server carries the four carbonledger.v1 services, gRPC health
 checking and reflection, the error interceptor, message size limits and
 optional TLS or mTLS. The returned :class:`NodeServer` owns the group
-committer and the metrics; ``await server.stop(grace)`` stops taking RPCs,
-lets those in flight (and the batch being committed) finish, then stops the
-committer. The ledger stays open: whoever opened it closes it.
+committer, its signature-checking worker processes and the metrics; ``await
+server.stop(grace)`` stops taking RPCs, lets those in flight (and the batch
+being committed) finish, then stops the committer and the workers. The
+ledger stays open: whoever opened it closes it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from node.servicers import (
     QueryServicer,
     ReconcileServicer,
 )
+from node.sigpool import SignaturePool
 
 __all__ = ["MAX_MESSAGE_BYTES", "SERVICE_NAMES", "NodeServer", "TlsConfig", "create_server"]
 
@@ -91,10 +94,11 @@ class NodeServer:
 
     def __init__(
         self, server: grpc.aio.Server, committer: GroupCommitter, health_servicer: health.aio.HealthServicer,
-        metrics: NodeMetrics, ledger: Ledger,
+        metrics: NodeMetrics, ledger: Ledger, signatures: SignaturePool | None = None,
     ) -> None:  # fmt: skip
         self.grpc_server = server
         self.committer = committer
+        self.signatures = signatures
         self.metrics = metrics
         self._health = health_servicer
         self._ledger = ledger
@@ -118,6 +122,8 @@ class NodeServer:
         await self._health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace)
         await self.committer.close()
+        if self.signatures is not None:
+            self.signatures.close()
         self.metrics.close()
         _log.info("node stopped", extra={"event": "stopped", "size": self._ledger.size})
 
@@ -134,7 +140,8 @@ def create_server(
     max_pending: int = MAX_PENDING,
     max_pending_bytes: int = MAX_PENDING_BYTES,
     max_batch: int = 2_000,
-    verify_workers: int = 4,
+    prepare_threads: int = 2,
+    verify_processes: int | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     metrics_port: int | None = None,
     committer_factory: Callable[..., GroupCommitter] = GroupCommitter,
@@ -145,44 +152,56 @@ def create_server(
     Returns the (not yet started) server and the bound port. Call from the
     event loop that will run it; ``await server.start()``.
 
+    Signatures are checked in ``verify_processes`` worker processes (default:
+    one per CPU this process may run on; 0 checks them in the
+    ``prepare_threads``), see :mod:`node.sigpool`.
+
     Several nodes (issue 6): ``committer_factory`` builds the committer (with
     the same arguments as :class:`GroupCommitter`), so that replication can put
     its ordering service in front of the ledger; ``register(server,
     committer)`` adds more services and returns their full names.
     """
     metrics = NodeMetrics()
-    committer = committer_factory(
-        ledger, max_pending=max_pending, max_pending_bytes=max_pending_bytes, max_batch=max_batch,
-        verify_workers=verify_workers, metrics=metrics,
-    )  # fmt: skip
-    signal = CommitSignal()
-    committer.add_listener(signal)
-    committer.add_listener(lambda c: metrics.tree_size.set(c.tree_size))
-    server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    log_pb2_grpc.add_LogServicer_to_server(LogServicer(ledger, committer, label_builder), server)
-    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(ledger), server)
-    events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(ledger, signal), server)
-    reconcile_pb2_grpc.add_ReconcileServicer_to_server(ReconcileServicer(ledger), server)
-    extra: Sequence[str] = register(server, committer) if register is not None else ()
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (*SERVICE_NAMES, *extra)
-    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, tls.credentials())
-    if port == 0:
-        raise OSError(f"cannot bind {address}")
-    if metrics_port is not None:
-        metrics.serve(metrics_port)
-    node = NodeServer(server, committer, health_servicer, metrics, ledger)
+    if verify_processes is None:
+        verify_processes = len(os.sched_getaffinity(0))
+    signatures = SignaturePool(verify_processes) if verify_processes > 0 else None
+    try:
+        committer = committer_factory(
+            ledger, max_pending=max_pending, max_pending_bytes=max_pending_bytes, max_batch=max_batch,
+            prepare_threads=prepare_threads, signature_pool=signatures, metrics=metrics,
+        )  # fmt: skip
+        signal = CommitSignal()
+        committer.add_listener(signal)
+        committer.add_listener(lambda c: metrics.tree_size.set(c.tree_size))
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        log_pb2_grpc.add_LogServicer_to_server(LogServicer(ledger, committer, label_builder), server)
+        query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(ledger), server)
+        events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(ledger, signal), server)
+        reconcile_pb2_grpc.add_ReconcileServicer_to_server(ReconcileServicer(ledger), server)
+        extra: Sequence[str] = register(server, committer) if register is not None else ()
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = (*SERVICE_NAMES, *extra)
+        reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.credentials())
+        if port == 0:
+            raise OSError(f"cannot bind {address}")
+        if metrics_port is not None:
+            metrics.serve(metrics_port)
+    except BaseException:
+        if signatures is not None:
+            signatures.close()
+        raise
+    node = NodeServer(server, committer, health_servicer, metrics, ledger, signatures)
     node.service_names = names
     return node, port
