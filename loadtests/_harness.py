@@ -216,6 +216,37 @@ class Check:
         }
 
 
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (the state is
+    [0], the parent pid [1]); None for a process that is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds so far of the live processes ``pids`` (0
+    for one that is gone)."""
+    ticks = 0
+    for pid in pids:
+        fields = _proc_stat(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live children of process ``pid``."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(entry.name)
+            if fields is not None and int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
 def machine_info() -> dict[str, Any]:
     """What a reader needs to compare figures across runs."""
     return {

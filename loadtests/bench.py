@@ -72,6 +72,7 @@ from loadtests._harness import (
     Bounded,
     Check,
     LatencyStats,
+    cpu_seconds,
     format_rate,
     format_ratio,
     format_table,
@@ -219,20 +220,6 @@ def peak_rss_mb() -> float:
     """
     hwm = memory_mb().get("VmHWM")
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_seconds_of(pids: Sequence[int]) -> float:
-    """User + system CPU time so far of the processes ``pids`` (from
-    /proc/PID/stat; 0 for one that is gone)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
 
 
 @contextmanager
@@ -469,10 +456,10 @@ def measure_ingest_inprocess(entries: Sequence[bytes], workdir: Path, window: in
             committer = GroupCommitter(ledger, max_pending=window, max_batch=2_000, signature_pool=pool)
             await committer.start()
             try:
-                start, cpu, workers = time.perf_counter(), time.process_time(), cpu_seconds_of(pool.pids())
+                start, cpu, workers = time.perf_counter(), time.process_time(), cpu_seconds(pool.pids())
                 out = await submit_in_order(committer, entries, window)
                 seconds = time.perf_counter() - start
-                return seconds, time.process_time() - cpu, cpu_seconds_of(pool.pids()) - workers, out
+                return seconds, time.process_time() - cpu, cpu_seconds(pool.pids()) - workers, out
             finally:
                 await committer.close()
 
@@ -794,9 +781,9 @@ def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
             committer = GroupCommitter(ledger, max_pending=window, max_batch=2_000, signature_pool=pool)
             await committer.start()
             try:
-                start, cpu = time.perf_counter(), time.process_time() + cpu_seconds_of(pool.pids())
+                start, cpu = time.perf_counter(), time.process_time() + cpu_seconds(pool.pids())
                 await submit_in_order(committer, _read_frames(frames), window, keep=False)
-                return time.perf_counter() - start, time.process_time() + cpu_seconds_of(pool.pids()) - cpu
+                return time.perf_counter() - start, time.process_time() + cpu_seconds(pool.pids()) - cpu
             finally:
                 await committer.close()
 

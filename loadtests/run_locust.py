@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtests._harness import child_pids, cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "loadtests" / "results"
 ORIGIN = "load.carbonledger.example/log"
@@ -115,24 +117,10 @@ def run_locust(args: argparse.Namespace, target: str, seed_file: Path, acks_dir:
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def node_cpu_seconds(pid: int) -> float:
     """CPU seconds so far of the node process and of its live children (its
     signature workers, node.sigpool)."""
-    total = process_cpu(pid)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return cpu_seconds([pid, *child_pids(pid)])
 
 
 def children_cpu() -> float:

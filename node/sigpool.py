@@ -194,7 +194,6 @@ class SignaturePool:
         if processes < 1:
             raise ValueError("a signature pool needs at least one process")
         self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
-        self._lock = threading.Lock()
         self._slots = [_Slot() for _ in range(processes)]
         self._closed = False
         for slot in self._slots:
