@@ -231,7 +231,8 @@ def signature_pool() -> Iterator[Any]:
 
     pool = SignaturePool(len(os.sched_getaffinity(0)))
     try:
-        pool.verify([b"{}"] * pool.processes)
+        if not pool.wait_ready(60):
+            raise BenchError("the node's signature workers did not start within 60 s")
         yield pool
     finally:
         pool.close()

@@ -28,8 +28,11 @@ Plain pipes rather than :mod:`multiprocessing`: a spawned multiprocessing
 worker re-imports the parent's ``__main__`` (a script, a test runner, a
 benchmark), and forking a process that runs gRPC's threads is unsafe.
 
-The pool is an optimisation, never a dependency: if a worker dies (killed,
-out of memory) or cannot start, its chunk is verified in the calling thread,
+The pool is an optimisation, never a dependency. A worker says when its
+interpreter is up (one byte); until then its chunks are verified in the
+calling thread, so a node's first submissions, or those after a restart, do
+not wait for a Python to boot. If a worker dies (killed, out of memory) or
+cannot start, its chunk is verified in the calling thread too,
 and the worker is started again at most once per :data:`RESTART_INTERVAL`;
 no submission fails or is lost because of it.
 
@@ -45,6 +48,7 @@ import functools
 import logging
 import os
 import queue
+import select
 import signal
 import struct
 import subprocess
@@ -71,6 +75,8 @@ Verdict = frozenset[str] | None
 RESTART_INTERVAL = 1.0
 
 _U32 = struct.Struct(">I")
+#: What a worker writes once, when it is ready for requests.
+_READY = b"R"
 _U16 = struct.Struct(">H")
 _NOT_ENVELOPE = 0xFFFF
 assert MAX_ENVELOPE_SIGNATURES < _NOT_ENVELOPE
@@ -160,6 +166,16 @@ class _Worker:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.requests: IO[bytes] = self.proc.stdin
         self.answers: IO[bytes] = self.proc.stdout
+        self.ready = False
+
+    def is_ready(self, timeout: float = 0.0) -> bool:
+        """Whether the worker has said it is up, waiting at most ``timeout``
+        seconds for it. Raises EOFError if it died first."""
+        if not self.ready and select.select([self.answers], [], [], timeout)[0]:
+            if _read_exactly(self.answers, 1) != _READY:
+                raise ValueError("a signature worker did not start with its ready byte")
+            self.ready = True
+        return self.ready
 
     def send(self, entries: Sequence[bytes]) -> None:
         self.requests.write(_encode_request(entries))
@@ -186,8 +202,9 @@ class SignaturePool:
 
     :meth:`verify` is thread-safe: each call borrows a free worker (waiting
     for one if all are busy), so give it as many workers as threads that
-    call it at once. Workers start in the background and answer once their
-    interpreter is up; a call made before that waits for it.
+    call it at once. Workers start in the background; chunks submitted
+    before a worker is up are verified in the calling thread
+    (:meth:`wait_ready` waits for them).
     """
 
     def __init__(self, processes: int) -> None:
@@ -207,6 +224,11 @@ class SignaturePool:
     def pids(self) -> list[int]:
         """The process ids of the running workers."""
         return [s.worker.proc.pid for s in self._slots if s.worker is not None]
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every worker to be up; whether they are."""
+        deadline = time.monotonic() + timeout
+        return all(slot.wait_ready(max(0.0, deadline - time.monotonic())) for slot in self._slots)
 
     def submit(self, entries: Sequence[bytes]) -> Callable[[], list[Verdict]]:
         """Start verifying ``entries``; call what this returns, exactly once,
@@ -268,11 +290,24 @@ class _Slot:
             if self.worker is None:
                 return False
             try:
+                if not self.worker.is_ready():
+                    return False
                 self.worker.send(entries)
-            except (OSError, ValueError) as exc:
+            except (OSError, EOFError, ValueError) as exc:
                 self._failed(exc)
                 return False
             return True
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Whether this slot's worker is up, waiting at most ``timeout`` seconds."""
+        with self._lock:
+            if self.worker is None:
+                return False
+            try:
+                return self.worker.is_ready(timeout)
+            except (OSError, EOFError, ValueError) as exc:
+                self._failed(exc)
+                return False
 
     def receive(self, count: int) -> list[Verdict] | None:
         """The verdicts on what :meth:`send` handed over; None if the worker failed."""
@@ -303,4 +338,6 @@ if __name__ == "__main__":
     # Ctrl-C reaches the whole process group: the node decides when to stop,
     # and a worker ends when the node closes its pipe (or dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stdout.buffer.write(_READY)
+    sys.stdout.buffer.flush()
     _serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -47,6 +47,7 @@ def _entries() -> list[bytes]:
 @pytest.fixture
 def pool() -> Iterator[SignaturePool]:
     p = SignaturePool(2)
+    assert p.wait_ready(60)
     yield p
     p.close()
 
@@ -87,7 +88,11 @@ def test_a_killed_worker_costs_no_verdict_and_is_restarted(pool: SignaturePool, 
     assert pool.verify(entries) == expected
     assert pool.verify(entries) == expected
     assert pool.pids() == []
-    # The next chunks restart the workers, and they answer.
+    # The next chunks restart the workers, and are verified here while
+    # the new workers boot; once up, the workers answer.
+    assert pool.verify(entries) == expected
+    assert pool.verify(entries) == expected
+    assert pool.wait_ready(60)
     _no_fallback(monkeypatch)
     assert pool.verify(entries) == expected
     assert pool.verify(entries) == expected
@@ -104,6 +109,26 @@ def test_a_closed_pool_verifies_in_process(pool: SignaturePool) -> None:
     for pid in workers:  # the workers were told to stop and have exited
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def test_chunks_do_not_wait_for_a_worker_to_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker whose interpreter is slow to come up (here: stopped before
+    # it could say it is ready) must not hold a chunk: it is verified here.
+    pool = SignaturePool(1)
+    try:
+        (pid,) = pool.pids()
+        os.kill(pid, signal.SIGSTOP)
+        entries = _entries()
+        expected = verify_entries(entries)
+        assert not pool.wait_ready(0.2)
+        assert pool.verify(entries) == expected
+        os.kill(pid, signal.SIGCONT)
+        assert pool.wait_ready(60)
+        _no_fallback(monkeypatch)
+        assert pool.verify(entries) == expected
+        assert pool.pids() == [pid]
+    finally:
+        pool.close()
 
 
 def test_pool_needs_a_process() -> None:
