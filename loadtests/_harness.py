@@ -31,6 +31,7 @@ __all__ = [
     "percentile",
     "ratio",
     "time_each",
+    "time_interleaved",
     "time_once",
     "write_json",
 ]
@@ -123,6 +124,57 @@ def time_each(
         latencies.append(clock() - start)
         results.append((arg, result))
     return LatencyStats.of(latencies, capped=capped), results
+
+
+def time_interleaved(
+    subjects: dict[str, tuple[Callable[[T], R], Sequence[T]]], bound: Bounded, chunk: int = 500
+) -> dict[str, tuple[LatencyStats, list[tuple[T, R]]]]:
+    """:func:`time_each` for several subjects at once, taking turns.
+
+    ``subjects`` maps a name to ``(fn, args)``. Each turn times up to
+    ``chunk`` calls of one subject, then moves to the next, so that whatever
+    else the machine does during the run falls on every subject alike: the
+    ratio of two subjects' tails then measures the subjects, not the minute
+    each happened to run in. ``bound`` applies to each subject on its own
+    (its calls, and the wall time of its own turns).
+    """
+    clock = time.perf_counter
+    latencies: dict[str, list[float]] = {name: [] for name in subjects}
+    results: dict[str, list[tuple[T, R]]] = {name: [] for name in subjects}
+    pending = {name: iter(args) for name, (_, args) in subjects.items()}
+    spent = dict.fromkeys(subjects, 0.0)
+    capped = dict.fromkeys(subjects, False)
+    while pending:
+        for name in list(pending):
+            fn = subjects[name][0]
+            lat, res, args_left = latencies[name], results[name], pending[name]
+            turn_start = clock()
+            exhausted = False
+            for _ in range(chunk):
+                if len(lat) >= bound.max_calls:
+                    exhausted = True
+                    break
+                arg = next(args_left, _END)
+                if arg is _END:
+                    exhausted = True
+                    break
+                start = clock()
+                result = fn(arg)  # type: ignore[arg-type]
+                lat.append(clock() - start)
+                res.append((arg, result))  # type: ignore[arg-type]
+            spent[name] += clock() - turn_start
+            if not exhausted and spent[name] > bound.max_seconds:
+                capped[name] = True
+                exhausted = True
+            if exhausted:
+                del pending[name]
+    return {
+        name: (LatencyStats.of(latencies[name], capped=capped[name]), results[name])
+        for name in subjects
+    }
+
+
+_END = object()
 
 
 def time_once(fn: Callable[[], R]) -> tuple[float, R]:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loadtests import bench
-from loadtests._harness import Bounded
+from loadtests._harness import Bounded, time_interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,14 +26,37 @@ def test_bench_measurements_on_tiny_sizes(tmp_path: Path) -> None:
         "ingest_inprocess": bench.measure_ingest_inprocess(bench.workload_entries(300), tmp_path, window=64).as_dict(),
         "ingest_grpc": bench.measure_ingest_grpc(4, 40, tmp_path).as_dict(),
         "labels": bench.measure_labels(tmp_path, Bounded(2, 5.0)),
-        "proofs": {str(n): bench.measure_proofs(n, cfg, tmp_path, random.Random(1)) for n in cfg.proof_sizes},
+        "proofs": bench.measure_proofs(cfg, tmp_path, random.Random(1)),
     }
     assert set(results["limit"]) == {"cryptography/1", "cryptography/2", "pynacl/1", "pynacl/2"}
     assert results["ingest_inprocess"]["entries"] == 300
     assert results["ingest_grpc"]["entries"] == 40
     assert results["labels"]["signatures"] == 12
+    assert set(results["proofs"]) == {"300", "600"}
+    for size in results["proofs"].values():
+        assert {"ours_lmdb", "ours_tlog_proof"} <= set(size)
+        assert size["ours_lmdb"]["count"] == size["ours_tlog_proof"]["count"] == 20
     checks = bench.report(cfg, results)
     assert [c.name.split()[0] for c in checks] == ["ingest", "proof", "proof"]
+
+
+def test_time_interleaved_takes_turns_and_keeps_each_subjects_bound() -> None:
+    order: list[tuple[str, int]] = []
+
+    def call(name: str) -> Any:
+        return lambda arg: order.append((name, arg)) or arg * 2
+
+    out = time_interleaved(
+        {"a": (call("a"), range(7)), "b": (call("b"), range(100, 103))}, Bounded(5, 60.0), chunk=2
+    )
+    # Turns of two calls; "b" runs out of arguments, "a" stops at its bound.
+    assert order == [("a", 0), ("a", 1), ("b", 100), ("b", 101), ("a", 2), ("a", 3), ("b", 102), ("a", 4)]
+    assert out["a"][0].count == 5 and out["b"][0].count == 3
+    assert out["a"][1] == [(i, 2 * i) for i in range(5)]
+    assert not out["a"][0].capped and not out["b"][0].capped
+    # A subject over its time bound is stopped after its turn and marked capped.
+    slow = time_interleaved({"s": (lambda arg: time.sleep(0.002), range(50))}, Bounded(50, 0.001), chunk=3)
+    assert slow["s"][0].count == 3 and slow["s"][0].capped
 
 
 @pytest.mark.slow
