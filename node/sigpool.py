@@ -338,6 +338,13 @@ if __name__ == "__main__":
     # Ctrl-C reaches the whole process group: the node decides when to stop,
     # and a worker ends when the node closes its pipe (or dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.stdout.buffer.write(_READY)
-    sys.stdout.buffer.flush()
-    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    try:
+        sys.stdout.buffer.write(_READY)
+        sys.stdout.buffer.flush()
+        _serve(sys.stdin.buffer, sys.stdout.buffer)
+    except (BrokenPipeError, EOFError):
+        # The node closed its ends mid-request, or before this worker was
+        # even up (a pool closed at once): nobody is left to answer, and a
+        # traceback on the node's stderr would only alarm its operator.
+        # Python flushes stdout once more at exit: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +132,33 @@ def test_chunks_do_not_wait_for_a_worker_to_boot(monkeypatch: pytest.MonkeyPatch
         assert pool.pids() == [pid]
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("when", ["before it is up", "mid-request"])
+def test_a_worker_whose_node_went_away_exits_quietly(when: str) -> None:
+    # A pool closed at once, or a node that died mid-request: the worker
+    # must end without a traceback on the node's stderr.
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.sigpool"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    if when == "before it is up":
+        proc.stdout.close()  # the worker's first write, its ready byte, fails
+        proc.stdin.close()
+    else:
+        assert proc.stdout.read(1) == b"R"
+        proc.stdin.write(struct.pack(">I", 2))  # two entries promised, half of one sent
+        proc.stdin.write(struct.pack(">I", 10) + b"abc")
+        proc.stdin.close()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0
+    assert err == b""
+    proc.stderr.close()
+    if not proc.stdout.closed:
+        proc.stdout.close()
 
 
 def test_pool_needs_a_process() -> None:
