@@ -338,7 +338,22 @@ class GroupCommitter:
     def _prepare_worker(self) -> None:
         """A preparation thread: prepare chunks until told to stop (None)."""
         pool = self._signatures
-        while (chunk := self._chunks.get()) is not None:
+        chunks = self._chunks
+        stop = False
+        while not stop and (chunk := chunks.get()) is not None:
+            # Take what else is queued, until the chunk is full or overfull
+            # (under two chunks): under RPC load each event-loop pass admits
+            # a few envelopes, one chunk each, and one round trip to a
+            # signature worker for all of them costs far less than one each.
+            while len(chunk) < _PREPARE_CHUNK:
+                try:
+                    more = chunks.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:  # this thread's stop, after this chunk
+                    stop = True
+                    break
+                chunk = chunk + more
             entries = [p.entry for p in chunk]
             try:
                 verdicts = pool.submit(entries) if pool is not None else None

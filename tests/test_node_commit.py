@@ -18,6 +18,7 @@ from ledger.errors import LedgerError, NotFound, Pushback
 from ledger.log import Ledger
 from ledger.records.build import org_spec
 from node.committer import GroupCommitter
+from node.sigpool import SignaturePool
 from tests.test_node_support import Net, RunningNode, key, open_ledger
 
 
@@ -82,6 +83,49 @@ def test_concurrent_submissions_are_grouped_into_few_transactions(led: Ledger) -
     assert sorted(r.index for r, _ in results) == list(range(1, 61))
     # 60 concurrent submissions: a few groups, not 60 transactions.
     assert led.head.height - height <= 4
+
+
+def test_a_preparation_thread_takes_every_queued_chunk_in_one_round_trip(led: Ledger) -> None:
+    # Under RPC load each event-loop pass admits a few envelopes, each pass
+    # its own chunk. While the one thread is busy, chunks queue up; it must
+    # then send them all to the signature pool together, not one at a time.
+    pool = SignaturePool(1)
+    calls: list[int] = []
+    first_sent, go_on = threading.Event(), threading.Event()
+    real_submit = pool.submit
+
+    def submit(entries: list[bytes]) -> Any:
+        calls.append(len(entries))
+        if len(calls) == 1:
+            first_sent.set()
+            go_on.wait(10)
+        return real_submit(entries)
+
+    pool.submit = submit  # type: ignore[method-assign]
+    envelopes = registrations(Net(), 6)
+
+    async def run() -> list[Any]:
+        committer = GroupCommitter(led, prepare_threads=1, signature_pool=pool)
+        await committer.start()
+        try:
+            first = asyncio.ensure_future(committer.submit(envelopes[0]))
+            await asyncio.get_running_loop().run_in_executor(None, first_sent.wait, 10)
+            rest = []
+            for e in envelopes[1:]:  # one event-loop pass, so one chunk, each
+                rest.append(asyncio.ensure_future(committer.submit(e)))
+                await asyncio.sleep(0)
+            await until(lambda: committer._chunks.qsize() == len(rest))
+            go_on.set()
+            return await asyncio.gather(first, *rest)
+        finally:
+            await committer.close()
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        pool.close()
+    assert calls == [1, 5]
+    assert sorted(r.index for r, _ in results) == list(range(1, 7))
 
 
 def test_full_queue_pushes_back_with_a_retry_hint(led: Ledger) -> None:
