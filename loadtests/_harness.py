@@ -126,6 +126,9 @@ def time_each(
     return LatencyStats.of(latencies, capped=capped), results
 
 
+_END = object()  # what next() gives for a subject's arguments run out
+
+
 def time_interleaved(
     subjects: dict[str, tuple[Callable[[T], R], Sequence[T]]], bound: Bounded, chunk: int = 500
 ) -> dict[str, tuple[LatencyStats, list[tuple[T, R]]]]:
@@ -172,9 +175,6 @@ def time_interleaved(
         name: (LatencyStats.of(latencies[name], capped=capped[name]), results[name])
         for name in subjects
     }
-
-
-_END = object()
 
 
 def time_once(fn: Callable[[], R]) -> tuple[float, R]:

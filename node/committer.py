@@ -15,9 +15,12 @@ A submission goes through three stages:
    :class:`~node.sigpool.SignaturePool`, when given, checks the signatures in
    worker processes; without one the threads check them too. Submissions that
    arrived together are handed over in a few chunks, not one task each: a
-   task and its wake-up cost about as much as an envelope's parsing. The
-   workers have GILs of their own, so verification scales with cores without
-   making the node's threads queue for its GIL once per signature;
+   task and its wake-up cost about as much as an envelope's parsing; and a
+   thread takes the chunks queued behind its own with it, so that under RPC
+   load, where each event-loop pass admits a few envelopes, they share one
+   round trip to a signature worker. The workers have GILs of their own, so
+   verification scales with cores without making the node's threads queue
+   for its GIL once per signature;
 3. **commit**: one task takes the longest run of prepared submissions at the
    head of the order (up to ``max_batch``) and calls ``ledger.submit(batch,
    verified=..., prepared=...)`` in a dedicated writer thread, so the event
