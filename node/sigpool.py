@@ -57,7 +57,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from ledger.envelope import MAX_ENVELOPE_SIGNATURES, parse_envelope, verified_keys
 from ledger.errors import LedgerError
@@ -263,6 +263,13 @@ class SignaturePool:
             slot.stop()
 
 
+T = TypeVar("T")
+
+#: What talking to a dead or broken worker raises: a closed or broken pipe, a
+#: short answer, or I/O on a pipe already closed.
+_WORKER_FAILURES = (OSError, EOFError, ValueError)
+
+
 class _Slot:
     """A place for one worker: restarted when its worker dies, not too often."""
 
@@ -293,32 +300,30 @@ class _Slot:
                 if not self.worker.is_ready():
                     return False
                 self.worker.send(entries)
-            except (OSError, EOFError, ValueError) as exc:
+            except _WORKER_FAILURES as exc:
                 self._failed(exc)
                 return False
             return True
 
     def wait_ready(self, timeout: float) -> bool:
         """Whether this slot's worker is up, waiting at most ``timeout`` seconds."""
-        with self._lock:
-            if self.worker is None:
-                return False
-            try:
-                return self.worker.is_ready(timeout)
-            except (OSError, EOFError, ValueError) as exc:
-                self._failed(exc)
-                return False
+        return self._ask(lambda worker: worker.is_ready(timeout), False)
 
     def receive(self, count: int) -> list[Verdict] | None:
         """The verdicts on what :meth:`send` handed over; None if the worker failed."""
+        return self._ask(lambda worker: worker.receive(count), None)
+
+    def _ask(self, question: Callable[[_Worker], T], otherwise: T) -> T:
+        """``question(worker)`` under the lock; ``otherwise`` if there is no
+        worker (stopped meanwhile) or it fails, and then it is stopped."""
         with self._lock:
-            if self.worker is None:  # stopped meanwhile
-                return None
+            if self.worker is None:
+                return otherwise
             try:
-                return self.worker.receive(count)
-            except (OSError, EOFError, ValueError) as exc:
+                return question(self.worker)
+            except _WORKER_FAILURES as exc:
                 self._failed(exc)
-                return None
+                return otherwise
 
     def _failed(self, exc: BaseException) -> None:
         assert self.worker is not None
