@@ -187,22 +187,27 @@ async def _serve(args: argparse.Namespace) -> None:
             max_batch=args.max_batch, verify_processes=args.verify_processes, **bounds, **hooks,
         )  # fmt: skip
         await server.start()
-        if cluster is not None:
-            await cluster.start()
-            if cluster.http is not None:
-                print(f"witness add-checkpoint on http://{config.witness_http.rsplit(':', 1)[0]}:{cluster.http.port}", flush=True)
-        host = args.listen.rsplit(":", 1)[0]
-        _log.info("listening", extra={"event": "listening", "address": f"{host}:{port}", "tls": tls is not None})
-        print(f"carbonledger node {led.origin} listening on {host}:{port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        _log.info("shutting down", extra={"event": "shutdown", "grace": args.grace})
-        if cluster is not None:
-            await cluster.stop()
-        await server.stop(args.grace)
+        try:
+            if cluster is not None:
+                await cluster.start()
+                if cluster.http is not None:
+                    print(f"witness add-checkpoint on http://{config.witness_http.rsplit(':', 1)[0]}:{cluster.http.port}", flush=True)
+            host = args.listen.rsplit(":", 1)[0]
+            _log.info("listening", extra={"event": "listening", "address": f"{host}:{port}", "tls": tls is not None})
+            print(f"carbonledger node {led.origin} listening on {host}:{port}", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            _log.info("shutting down", extra={"event": "shutdown", "grace": args.grace})
+            if cluster is not None:
+                await cluster.stop()
+        finally:
+            # Also when the cluster's services fail to start (a witness port
+            # that is taken): the server, its committer and workers stop
+            # before the ledger closes.
+            await server.stop(args.grace)
     finally:
         led.close()
 

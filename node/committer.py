@@ -195,13 +195,10 @@ class GroupCommitter:
         # Preparation workers take chunks from one queue. Not a
         # ThreadPoolExecutor: its per-task future, locks and done-callback
         # cost the event loop more than a small chunk's parsing.
+        # Started by start(), not here: a committer built and never started
+        # (a node whose port cannot be bound) then leaves no threads behind.
         self._chunks: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
-        self._prepare_threads = [
-            threading.Thread(target=self._prepare_worker, name=f"prepare_{i}", daemon=True)
-            for i in range(prepare_threads)
-        ]
-        for t in self._prepare_threads:
-            t.start()
+        self._prepare_threads: list[threading.Thread] = []
         # One writer thread: the ledger serialises appends anyway, and a
         # single thread keeps the commit order equal to the queue order.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="commit")
@@ -228,6 +225,12 @@ class GroupCommitter:
         if self._task is None:
             self._loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
+            self._prepare_threads = [
+                threading.Thread(target=self._prepare_worker, name=f"prepare_{i}", daemon=True)
+                for i in range(self._workers)
+            ]
+            for t in self._prepare_threads:
+                t.start()
             self._task = asyncio.create_task(self._run(), name="group-committer")
 
     async def close(self) -> None:

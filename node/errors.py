@@ -16,7 +16,9 @@ and answered INTERNAL with a fixed message, so no internals leak.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -50,6 +52,46 @@ class ShuttingDown(LedgerError):
 
 class Unimplemented(LedgerError):
     """This node does not offer the call (UNIMPLEMENTED)."""
+
+
+class CannotListen(LedgerError):
+    """The node cannot listen on an address it was given (``what``: the
+    service, e.g. ``"gRPC"``): the port is taken, the host is not this
+    machine's, or the name does not resolve. Raised at start-up only."""
+
+    def __init__(self, what: str, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen for {what} on {address}: {reason}")
+        self.what = what
+        self.address = address
+        self.reason = reason
+
+
+def os_reason(exc: OSError) -> str:
+    """What the OS says of ``exc`` ("Address already in use"), without the
+    wrapping some libraries add (asyncio names the address again)."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def bind_failure(address: str) -> str:
+    """Why ``host:port`` cannot be bound, as the OS says it, for a server
+    library that reports only that it failed (grpc's add_port does).
+
+    Tries a plain bind of each address the host resolves to; the server's
+    own attempt has already failed, so this only names the reason.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"cannot resolve {address!r} ({exc.strerror or exc})"
+    for family, kind, proto, _, sockaddr in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(sockaddr)
+        except OSError as exc:
+            return os_reason(exc)
+    return "the server could not bind it"
 
 
 def _reason(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ledger.log import Ledger
 from node.committer import MAX_PENDING, MAX_PENDING_BYTES, GroupCommitter
-from node.errors import ErrorInterceptor
+from node.errors import CannotListen, ErrorInterceptor, bind_failure, os_reason
 from node.labels import LabelBuilder
 from node.metrics import NodeMetrics
 from node.servicers import (
@@ -190,14 +190,22 @@ def create_server(
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = (*SERVICE_NAMES, *extra)
         reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        if tls is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, tls.credentials())
+        try:
+            # grpc raises RuntimeError (older releases returned 0) and names
+            # no reason; bind_failure asks the OS for it.
+            if tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, tls.credentials())
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"cannot bind {address}")
+            raise CannotListen("gRPC", address, bind_failure(address))
         if metrics_port is not None:
-            metrics.serve(metrics_port)
+            try:
+                metrics.serve(metrics_port)
+            except OSError as exc:
+                raise CannotListen("metrics", f"127.0.0.1:{metrics_port}", os_reason(exc)) from None
     except BaseException:
         if signatures is not None:
             signatures.close()

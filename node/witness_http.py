@@ -23,6 +23,7 @@ import asyncio
 from aiohttp import web
 
 from ledger.errors import MalformedError
+from node.errors import CannotListen, os_reason
 from node.witness import MAX_ADD_CHECKPOINT_BYTES, Witness, WitnessRefused, parse_add_checkpoint
 
 __all__ = ["WitnessHttpServer", "witness_app"]
@@ -64,7 +65,11 @@ class WitnessHttpServer:
     async def start(self) -> None:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise CannotListen("the witness", f"{self._host}:{self._port}", os_reason(exc)) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self._port

@@ -3,7 +3,11 @@ nothing: the ledger's size and checkpoint are the same afterwards."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,7 +27,8 @@ from ledger.errors import (
     StateRuleError,
 )
 from ledger.keys import Signer
-from node.errors import rpc_status_of
+from node.errors import CannotListen, rpc_status_of
+from node.server import create_server
 from tests.test_node_support import Net, RunningNode, open_ledger
 
 
@@ -202,3 +207,53 @@ def test_pushback_carries_retry_info() -> None:
     assert retry.retry_delay.ToMilliseconds() == 250
     assert rpc_status_of(ValueError("x")).message == "internal error"
     assert rpc_status_of(LedgerError("plain")).message == "internal error"
+
+
+def test_a_node_that_cannot_bind_its_port_leaves_nothing_running(node: RunningNode, tmp_path: Path) -> None:
+    """The port is taken (by the module's node): create_server raises
+    CannotListen naming the address and the OS's reason, and neither
+    preparation threads nor signature workers outlive it."""
+    before = {t.ident for t in threading.enumerate()}
+    children_before = _children()
+    led = open_ledger(tmp_path / "ledger")
+    try:
+
+        async def build() -> None:
+            create_server(node.target, led, verify_processes=1)
+
+        with pytest.raises(CannotListen, match=f"gRPC on {node.target}: Address already in use"):
+            asyncio.run(build())
+    finally:
+        led.close()
+    left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert left == []
+    assert {pid: cmd for pid, cmd in _children().items() if pid not in children_before} == {}
+
+
+def test_a_taken_metrics_port_is_named(tmp_path: Path) -> None:
+    led = open_ledger(tmp_path / "ledger")
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+
+            async def build() -> None:
+                create_server("127.0.0.1:0", led, verify_processes=0, metrics_port=port)
+
+            with pytest.raises(CannotListen, match=f"metrics on 127.0.0.1:{port}: Address already in use"):
+                asyncio.run(build())
+    finally:
+        led.close()
+
+
+def _children() -> dict[int, str]:
+    """This process's live children (Linux /proc): pid -> command line."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                out[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except FileNotFoundError:  # exited meanwhile
+                pass
+    return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,7 @@ from ledger.log import Ledger
 from ledger.note import parse_note
 from ledger.policy import parse_policy, verify_checkpoint_policy
 from ledger.tlog_proof import verify_tlog_proof
+from node.errors import CannotListen
 from node.replication.peer import PeerServicer
 from node.witness import (
     Witness,
@@ -204,6 +206,17 @@ def test_http_add_checkpoint(tmp_path: Path) -> None:
     finally:
         loop.run_until_complete(server.stop())
         loop.close()
+
+
+def test_http_on_a_taken_port_is_refused_with_the_address(tmp_path: Path) -> None:
+    w = Witness(seed_key("w1", cosigner=True), tmp_path, [])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = WitnessHttpServer(w, "127.0.0.1", port)
+        with pytest.raises(CannotListen, match=f"the witness on 127.0.0.1:{port}: Address already in use"):
+            asyncio.run(server.start())
 
 
 # -- cosignatures collected from peers, verified by a k-of-n policy ---------
