@@ -37,6 +37,7 @@ from ledger.merkle.fetch import ReadNode
 from ledger.merkle.hashing import HASH_SIZE
 from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteTxn, from_u64, u64
 from ledger.storage.lmdb_store import MAPPED_BUDGET
+from ledger.storage.writer_lock import WriterLock
 from ledger.storage.tiles import ROW_OFFSET, TILE_HEIGHT, TILE_WIDTH, TileWriter, tile_key
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
@@ -219,6 +220,8 @@ class Ledger:
         # Replicas of one log must share block 0 byte for byte, so a cluster
         # gives every node the same creation time instead of its clock.
         self._created_time = created_time
+        # Held by a ledger opened on a directory (see Ledger.open).
+        self._writer_lock: WriterLock | None = None
         self._head = self._load_or_create()
 
     # -- construction ---------------------------------------------------
@@ -243,12 +246,20 @@ class Ledger:
         ``mapped_budget``: bytes of the file's pages the process may gain
         mapped before the store unmaps them (see ``LmdbStore``).
         """
-        store = LmdbStore(path, mapped_budget=mapped_budget, **({"map_size": map_size} if map_size else {}))
+        lock = WriterLock(path)
         try:
-            return cls(store, signer=signer, machine=machine, created_time=created_time)
+            store = LmdbStore(path, mapped_budget=mapped_budget, **({"map_size": map_size} if map_size else {}))
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            ledger = cls(store, signer=signer, machine=machine, created_time=created_time)
         except BaseException:
             store.close()
+            lock.release()
             raise
+        ledger._writer_lock = lock
+        return ledger
 
     @classmethod
     def memory(
@@ -259,6 +270,8 @@ class Ledger:
 
     def close(self) -> None:
         self._store.close()
+        if self._writer_lock is not None:
+            self._writer_lock.release()
 
     def __enter__(self) -> Self:
         return self

@@ -85,6 +85,30 @@ def test_init_serve_submit_and_stop(node_dir: Path) -> None:
     assert again.returncode == 2 and "already holds a node" in again.stderr
 
 
+def test_a_second_node_on_the_same_directory_or_port_exits_with_the_reason(node_dir: Path, tmp_path: Path) -> None:
+    serve = Serve(node_dir)
+    try:
+        # Same directory, another port: its head would go stale as soon as
+        # either node commits; refused before it listens.
+        second = subprocess.run(carbonledger("serve", str(node_dir), "--listen", "127.0.0.1:0"), cwd=ROOT,
+                                check=False, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert second.returncode == 2
+        assert f"is already open for writing by process {serve.proc.pid}" in second.stderr
+        # Another directory, the same port: the address and the OS's reason.
+        (tmp_path / "other").mkdir()
+        other = init_node(tmp_path / "other")
+        third = subprocess.run(carbonledger("serve", str(other), "--listen", serve.target), cwd=ROOT,
+                               check=False, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert third.returncode == 2
+        assert f"carbonledger: cannot listen for gRPC on {serve.target}: Address already in use" in third.stderr
+        assert "Traceback" not in second.stderr + third.stderr
+        # The first node is untouched and serves on.
+        with LedgerClient(serve.target, timeout=10) as client:
+            assert client.submit(Net().register("STEEL")).index == 1
+    finally:
+        assert serve.stop(signal.SIGTERM) == 0
+
+
 def test_sigkill_under_load_keeps_every_acknowledged_entry(node_dir: Path) -> None:
     serve = Serve(node_dir)
     net = Net()

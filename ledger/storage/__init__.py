@@ -3,5 +3,6 @@
 from ledger.storage.base import ReadTxn, Store, Table, WriteTxn, from_u64, u64
 from ledger.storage.lmdb_store import LmdbStore
 from ledger.storage.memory import MemoryStore
+from ledger.storage.writer_lock import LedgerInUse, WriterLock
 
-__all__ = ["LmdbStore", "MemoryStore", "ReadTxn", "Store", "Table", "WriteTxn", "from_u64", "u64"]
+__all__ = ["LedgerInUse", "LmdbStore", "MemoryStore", "ReadTxn", "Store", "Table", "WriteTxn", "WriterLock", "from_u64", "u64"]
