@@ -35,8 +35,15 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text + "\n")
 
 
+def _read_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise LedgerError(f"cannot read {what} {path}: {os.strerror(exc.errno) if exc.errno else exc}") from None
+
+
 def _read_key(path: Path) -> Signer | Verifier:
-    text = path.read_text().strip()
+    text = _read_file(path, "key file").decode(errors="replace").strip()
     try:
         return Signer.from_key(text) if text.startswith("PRIVATE+KEY+") else Verifier.from_vkey(text)
     except MalformedError as exc:
@@ -51,7 +58,9 @@ def _open_ledger(directory: Path, created_time: int | None = None):  # type: ign
     key_file = directory / "node.key"
     if not key_file.is_file():
         raise LedgerError(f"{directory} is not a node directory (no node.key); run carbonledger init")
-    signer = Signer.from_key(key_file.read_text().strip())
+    signer = _read_key(key_file)
+    if not isinstance(signer, Signer):
+        raise LedgerError(f"{key_file}: not a private key")
     return Ledger.open(
         directory / "ledger",
         signer=signer,
@@ -118,6 +127,23 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _address(text: str) -> str:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) with a port from 0 to 65535,
+    as given: grpc treats a port it cannot use as ``0`` and listens on a
+    random one instead of refusing."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port from 0 to 65535")
+    return text
+
+
+def _port(text: str) -> int:
+    value = _non_negative(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535)")
+    return value
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -146,7 +172,7 @@ def _cluster_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         node_dir=Path(args.dir),
         node_id=args.node_id or "",
         peers=list(args.peer or []),
-        policy=parse_policy(Path(args.policy).read_bytes()) if args.policy else None,
+        policy=parse_policy(_read_file(Path(args.policy), "--policy")) if args.policy else None,
         witness_key=witness_key,  # type: ignore[arg-type]
         witness_http=args.witness_http,
         etcd=[e for e in (args.etcd or "").split(",") if e],
@@ -240,8 +266,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
     p = sub.add_parser("serve", help="run a node over gRPC")
     p.add_argument("dir")
-    p.add_argument("--listen", default="127.0.0.1:7400", help="HOST:PORT (port 0 picks one)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    p.add_argument("--listen", type=_address, default="127.0.0.1:7400", help="HOST:PORT (port 0 picks one)")
+    p.add_argument("--metrics-port", type=_port, help="serve Prometheus /metrics on this port")
     p.add_argument("--tls-cert", help="PEM certificate chain of the server")
     p.add_argument("--tls-key", help="PEM private key of the server")
     p.add_argument("--tls-client-ca", help="PEM CA certificates; clients must present a cert they signed (mTLS)")
@@ -264,7 +290,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="a peer node's gRPC address (catch-up, cosigning); repeatable")
     g.add_argument("--policy", metavar="FILE", help="tlog-policy: trusted log keys and witness keys")
     g.add_argument("--witness-key", metavar="FILE", help="this node's cosigner key (type 0x04): witness peers")
-    g.add_argument("--witness-http", metavar="HOST:PORT",
+    g.add_argument("--witness-http", type=_address, metavar="HOST:PORT",
                    help="serve c2sp.org/tlog-witness POST /add-checkpoint here")
     p.set_defaults(func=cmd_serve)
 

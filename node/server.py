@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from carbonledger.v1 import (
@@ -28,9 +29,12 @@ from carbonledger.v1 import (
     reconcile_pb2,
     reconcile_pb2_grpc,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ledger.errors import LedgerError, MalformedError
 from ledger.log import Ledger
 from node.committer import MAX_PENDING, MAX_PENDING_BYTES, GroupCommitter
 from node.errors import CannotListen, ErrorInterceptor, bind_failure, os_reason
@@ -84,9 +88,45 @@ class TlsConfig:
     client_ca_file: Path | None = None
 
     def credentials(self) -> grpc.ServerCredentials:
-        ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
-        pair = (Path(self.key_file).read_bytes(), Path(self.cert_file).read_bytes())
-        return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+        """The server credentials, after checking the files: grpc takes any
+        bytes here and fails later with no reason (or at the first
+        handshake), so each file is parsed first and a bad one is named.
+
+        Raises :class:`~ledger.errors.MalformedError` naming the file (or
+        LedgerError if it cannot be read).
+        """
+        chain = _read_pem(self.cert_file, "--tls-cert")
+        key = _read_pem(self.key_file, "--tls-key")
+        try:
+            certs = x509.load_pem_x509_certificates(chain)
+        except ValueError as exc:
+            raise MalformedError(f"--tls-cert {self.cert_file}", f"not PEM certificates ({exc})") from None
+        try:
+            private = serialization.load_pem_private_key(key, password=None)
+        except (ValueError, TypeError) as exc:  # TypeError: an encrypted key
+            raise MalformedError(f"--tls-key {self.key_file}", f"not an unencrypted PEM key ({exc})") from None
+        if _spki(private.public_key()) != _spki(certs[0].public_key()):
+            raise MalformedError(f"--tls-key {self.key_file}", f"not the key of {self.cert_file}'s first certificate")
+        ca = None
+        if self.client_ca_file is not None:
+            ca = _read_pem(self.client_ca_file, "--tls-client-ca")
+            try:
+                x509.load_pem_x509_certificates(ca)
+            except ValueError as exc:
+                what = f"--tls-client-ca {self.client_ca_file}"
+                raise MalformedError(what, f"not PEM certificates ({exc})") from None
+        return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def _read_pem(path: Path, option: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise LedgerError(f"cannot read {option} {path}: {os_reason(exc)}") from None
+
+
+def _spki(public_key: Any) -> bytes:
+    return bytes(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 class NodeServer:

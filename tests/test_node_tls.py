@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from client.errors import Unavailable
 from client.sdk import LedgerClient
+from ledger.errors import LedgerError
 from node.server import TlsConfig
 from tests.test_node_support import Net, RunningNode, open_ledger
 
@@ -87,3 +88,23 @@ def test_tls_and_mtls(tmp_path: Path, pki: dict[str, Path]) -> None:
     finally:
         node.stop()
         led.close()
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    (("missing", "server_key", None), r"cannot read --tls-cert .*missing\.pem: No such file or directory"),
+    (("garbage", "server_key", None), r"malformed --tls-cert .*garbage\.pem: not PEM certificates"),
+    (("server", "garbage", None), r"malformed --tls-key .*garbage\.pem: not an unencrypted PEM key"),
+    (("server", "client_key", None), r"malformed --tls-key .*client_key\.pem: not the key of .*server\.pem's first"),
+    (("server", "server_key", "garbage"), r"malformed --tls-client-ca .*garbage\.pem: not PEM certificates"),
+])  # fmt: skip
+def test_bad_pem_files_are_named_before_the_server_starts(
+    tmp_path: Path, pki: dict[str, Path], files: tuple[str, str, str | None], message: str
+) -> None:
+    """grpc takes any bytes as credentials and fails without a reason (or
+    at the first handshake): each file is checked first."""
+    paths = {**pki, "missing": tmp_path / "missing.pem", "garbage": tmp_path / "garbage.pem"}
+    paths["garbage"].write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
+    cert, key, ca = files
+    tls = TlsConfig(paths[cert], paths[key], paths[ca] if ca else None)
+    with pytest.raises(LedgerError, match=message):
+        tls.credentials()
