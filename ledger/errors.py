@@ -24,6 +24,7 @@ __all__ = [
     "NotFound",
     "Pushback",
     "StorageError",
+    "StorageWriteFailed",
     "AuditDiscrepancy",
 ]
 
@@ -128,6 +129,18 @@ class Pushback(LedgerError):
 
 class StorageError(LedgerError):
     """The store cannot be opened or used (wrong format, wrong origin, I/O)."""
+
+
+class StorageWriteFailed(StorageError):
+    """A write transaction failed in the store (the disk is full, an I/O
+    error): nothing of it was written, and the ledger is as it was before.
+    Later writes may succeed once the cause is gone. ``reason`` is the
+    store's own words ("No space left on device")."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"write to {path} failed, nothing written: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class AuditDiscrepancy(StorageError):

@@ -243,6 +243,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from node.memory import tune_allocator
 
     configure_logging(args.log_level)
+    # Under a file-size limit (ulimit -f), a write past it then fails with
+    # EFBIG, which the node reports as a failed commit (nothing written,
+    # UNAVAILABLE to clients), instead of the kernel killing the node.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # Before the ledger and the server allocate anything large.
     tune_allocator()
     asyncio.run(_serve(args))

@@ -35,10 +35,20 @@ from ledger.errors import (
     PermissionDenied,
     Pushback,
     StateRuleError,
+    StorageWriteFailed,
     VerificationError,
 )
 
-__all__ = ["DOMAIN", "ErrorInterceptor", "ShuttingDown", "Unimplemented", "rpc_status_of"]
+__all__ = [
+    "DOMAIN",
+    "CannotListen",
+    "ErrorInterceptor",
+    "ShuttingDown",
+    "Unimplemented",
+    "bind_failure",
+    "os_reason",
+    "rpc_status_of",
+]
 
 #: ErrorInfo.domain of every error this node reports.
 DOMAIN = "carbonledger.v1"
@@ -155,6 +165,13 @@ def rpc_status_of(exc: BaseException) -> status_pb2.Status:
     elif isinstance(exc, Unimplemented):
         code = code_pb2.UNIMPLEMENTED
         details = [_info(exc)]
+    elif isinstance(exc, StorageWriteFailed):
+        # Retryable: the client's entries were not written (the disk is full,
+        # say) and the same submission may succeed later. The message leaves
+        # out the node's paths; the node's log has the whole error.
+        code = code_pb2.UNAVAILABLE
+        message = f"the node cannot store entries now ({exc.reason}); nothing was written"
+        return status_pb2.Status(code=code, message=message, details=_pack(_info(exc, cause=exc.reason)))
     else:
         return status_pb2.Status(code=code_pb2.INTERNAL, message=_INTERNAL_MESSAGE)
     return status_pb2.Status(code=code, message=str(exc), details=_pack(*details))

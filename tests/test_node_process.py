@@ -4,6 +4,7 @@ SIGKILL under concurrent submissions loses no acknowledged entry."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from client.errors import NotFound, Unavailable
 from client.sdk import LedgerClient
 from ledger.keys import Signer
 from ledger.log import Ledger
@@ -107,6 +109,45 @@ def test_a_second_node_on_the_same_directory_or_port_exits_with_the_reason(node_
             assert client.submit(Net().register("STEEL")).index == 1
     finally:
         assert serve.stop(signal.SIGTERM) == 0
+
+
+def test_a_full_disk_is_unavailable_writes_nothing_and_passes(node_dir: Path) -> None:
+    serve = Serve(node_dir)
+    net = Net()
+    try:
+        # No file of the node may grow any more (RLIMIT_FSIZE's soft limit,
+        # so that it can be lifted again): to LMDB this is a full disk, its
+        # writes past the end of its file fail (EFBIG; the node ignores
+        # SIGXFSZ, which would otherwise kill it).
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        data = node_dir / "ledger" / "data.mdb"
+        resource.prlimit(serve.proc.pid, resource.RLIMIT_FSIZE, (data.stat().st_size, hard))
+        with LedgerClient(serve.target, timeout=10, retries=0) as client:
+            for n in range(2_000):  # until a commit needs the file to grow
+                envelope = net.op("org.register", "AUTH", org_spec(f"F{n}", "Org", ["supplier"], [key(f"F{n}")]))
+                size = int(client.checkpoint().split("\n")[1])
+                try:
+                    assert client.submit(envelope).index == size
+                except Unavailable as exc:
+                    refused = exc
+                    break
+            else:
+                pytest.fail("the ledger never needed its file to grow")
+            assert "the node cannot store entries now (" in str(refused)
+            assert "nothing was written" in str(refused) and str(node_dir) not in str(refused)
+            # Nothing of the refused entry is in the log; reads go on.
+            assert int(client.checkpoint().split("\n")[1]) == size
+            with pytest.raises(NotFound):
+                client.org(f"F{n}")
+            # Room again: the same submission is accepted at that index.
+            resource.prlimit(serve.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+            assert client.submit(envelope).index == size
+            assert client.org(f"F{n}").roles == ["supplier"]
+    finally:
+        assert serve.stop(signal.SIGTERM) == 0
+    audit = subprocess.run(carbonledger("audit", str(node_dir / "ledger")), cwd=ROOT, check=False,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert audit.returncode == 0 and f"audit ok: test.example/log: {size + 1} entries" in audit.stdout
 
 
 def test_sigkill_under_load_keeps_every_acknowledged_entry(node_dir: Path) -> None:

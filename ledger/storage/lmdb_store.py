@@ -16,7 +16,7 @@ from typing import Any
 
 import lmdb
 
-from ledger.errors import StorageError
+from ledger.errors import StorageError, StorageWriteFailed
 from ledger.storage.base import TABLES, T
 
 __all__ = ["MAPPED_BUDGET", "LmdbStore", "release_mapped_pages"]
@@ -343,6 +343,12 @@ class _ResizeGate:
                 self._cond.notify_all()
 
 
+def _lmdb_reason(exc: lmdb.Error) -> str:
+    # py-lmdb's text is "mdb_txn_commit: No space left on device": the reason
+    # is after the function's name.
+    return str(exc).rpartition(": ")[2] or type(exc).__name__
+
+
 class LmdbStore:
     """An LMDB environment in directory ``path`` (created if missing)."""
 
@@ -385,8 +391,18 @@ class LmdbStore:
 
     @contextmanager
     def write(self) -> Iterator[_Txn]:
-        with self._gate.shared(), self._env.begin(write=True, buffers=True) as txn:
-            yield _Txn(txn, self._dbs, self._mapped)
+        """A write transaction, committed when the block exits. An LMDB error
+        other than a full map (disk full, I/O error, on commit or when LMDB
+        spills pages during the transaction) raises
+        :class:`StorageWriteFailed`: the transaction is aborted, so nothing
+        of it is written."""
+        try:
+            with self._gate.shared(), self._env.begin(write=True, buffers=True) as txn:
+                yield _Txn(txn, self._dbs, self._mapped)
+        except lmdb.MapFullError:
+            raise  # run_write grows the map and runs the work again
+        except lmdb.Error as exc:
+            raise StorageWriteFailed(str(self.path), _lmdb_reason(exc)) from exc
 
     def release_mapped_pages(self) -> int:
         """Unmap this store's file pages from the process now (see
