@@ -460,6 +460,7 @@ async def submit_in_order(
 def measure_ingest_inprocess(entries: Sequence[bytes], workdir: Path, window: int) -> IngestResult:
     """Entries/s through GroupCommitter + LMDB Ledger, every ack after its
     fsync, with the node's signature workers."""
+    from node import event_loop
     from node.committer import GroupCommitter
 
     ledger = open_fixed_clock_ledger(workdir / "ingest")
@@ -478,7 +479,7 @@ def measure_ingest_inprocess(entries: Sequence[bytes], workdir: Path, window: in
                 await committer.close()
 
         with signature_pool() as pool:
-            seconds, cpu_s, worker_cpu_s, out = asyncio.run(run(pool))
+            seconds, cpu_s, worker_cpu_s, out = event_loop.run(run(pool))
         if ledger.size != len(entries) or any(r.duplicate for r, _ in out):
             raise BenchError(f"in-process ingest: {ledger.size} entries in the log, {len(entries)} submitted")
         latency = LatencyStats.of([t for _, t in out])
@@ -497,9 +498,10 @@ class NodeThread:
     """A node serving ``ledger`` on 127.0.0.1:0 from an event loop in a thread."""
 
     def __init__(self, ledger: Any, **kwargs: Any) -> None:
+        from node import event_loop
         from node.server import create_server
 
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop.new_event_loop()  # the loop `carbonledger serve` runs on
         self._thread = threading.Thread(target=self.loop.run_forever, name="node-loop", daemon=True)
         self._thread.start()
 
@@ -822,6 +824,7 @@ def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
     set up as ``carbonledger serve`` sets up its own (allocator thresholds,
     the store's mapped-page budget); report rate and memory (peak, and its
     split at the largest sample)."""
+    from node import event_loop
     from node.committer import GroupCommitter
     from node.memory import NODE_MAPPED_BUDGET, tune_allocator
 
@@ -841,7 +844,7 @@ def _build(frames: Path, ledger_dir: Path, window: int) -> dict[str, Any]:
                 await committer.close()
 
         with signature_pool() as pool, MemorySampler() as sampler:
-            seconds, cpu_s = asyncio.run(run(pool))
+            seconds, cpu_s = event_loop.run(run(pool))
             workers_peak = [memory_mb(pid).get("VmHWM", 0.0) for pid in pool.pids()]
         # CPU time (every thread's, and the signature workers') is the rate's
         # figure on a shared machine: other processes' load slows the wall clock.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ledger.errors import LedgerError, MalformedError
 from ledger.keys import Signer, Verifier
+from node import event_loop
 
 __all__ = ["build_parser", "cmd_init", "cmd_serve", "main"]
 
@@ -249,7 +250,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # Before the ledger and the server allocate anything large.
     tune_allocator()
-    asyncio.run(_serve(args))
+    event_loop.run(_serve(args), args.event_loop)
     return 0
 
 
@@ -283,6 +284,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--verify-processes", type=_non_negative, metavar="N",
                    help="worker processes checking signatures (default: one per CPU; 0: in the node's threads)")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--event-loop", choices=event_loop.available(), default=event_loop.DEFAULT,
+                   help="the asyncio event loop to run on (default: %(default)s)")
     g = p.add_argument_group("several nodes (see README, Several nodes)")
     g.add_argument("--etcd", metavar="HOST:PORT[,HOST:PORT...]", help="etcd endpoints: replicate through etcd")
     g.add_argument("--etcd-prefix", help="etcd key prefix (default /carbonledger/<origin>/)")

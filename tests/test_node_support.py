@@ -16,6 +16,7 @@ from ledger.keys import Signer
 from ledger.log import Ledger
 from ledger.records.build import org_spec, signed_op
 from ledger.state import StateMachine
+from node import event_loop
 from node.server import NodeServer, create_server
 from tests.test_state_world import pact_doc, pf_uuid
 
@@ -97,7 +98,9 @@ class RunningNode:
 
     def __init__(self, ledger: Ledger, **kwargs: Any) -> None:
         self.ledger = ledger
-        self.loop = asyncio.new_event_loop()
+        # The loop `carbonledger serve` runs on, so that the node tests run
+        # on it too.
+        self.loop = event_loop.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="node-loop", daemon=True)
         self._thread.start()
 
