@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import mmap
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from ledger.errors import StorageError
 from ledger.storage import LmdbStore, Table, lmdb_store, u64
 
 pytestmark = pytest.mark.skipif(
@@ -18,6 +21,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs madvise and /proc (Linux)",
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 VALUE = 3000  # bytes: a few values per page, like ledger entries
 
 
@@ -157,3 +161,83 @@ def test_journal_swaps_on_the_lmdb_kv_and_rolls_back_byte_for_byte(tmp_path: Pat
     with store.read() as txn:
         assert dict(txn.scan(Table.STATE)) == before
     store.close()
+
+
+# -- a map grown by another process -------------------------------------------
+
+_GROWER = """
+import sys
+from ledger.storage import LmdbStore, Table, u64
+store = LmdbStore(sys.argv[1], map_size=1 << 20, mapped_budget=None)
+print("open", flush=True)
+sys.stdin.readline()
+for i in range(40):  # 12 MB in all: the map doubles from 1 MiB to 16 MiB
+    rows = [(u64(i * 100 + j), bytes([i]) * 3000) for j in range(100)]
+    store.run_write(lambda txn: txn.put_many(Table.ENTRIES, rows, append=True))
+print(store.map_size, flush=True)
+sys.stdin.readline()
+"""
+
+
+class _Grower:
+    """A writer process that grows the store's map when told to."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _GROWER, str(path)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == "open\n"
+
+    def grow(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("grow\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def end(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("end\n")
+        self.proc.stdin.flush()
+        assert self.proc.wait(30) == 0
+
+
+def test_a_reader_process_follows_a_map_the_writer_grew(tmp_path: Path) -> None:
+    """LMDB refuses a reader's next transaction (MDB_MAP_RESIZED) once the
+    writer process has grown the map past the reader's: what
+    `carbonledger audit` beside a node meets. The store adopts the size."""
+    grower = _Grower(tmp_path / "l")
+    try:
+        reader = LmdbStore(tmp_path / "l", map_size=1 << 20, mapped_budget=None)
+        try:
+            with reader.read() as txn:
+                assert txn.get(Table.ENTRIES, u64(0)) is None
+            grown = grower.grow()
+            assert grown > reader.map_size
+            with reader.read() as txn:
+                assert bytes(txn.get(Table.ENTRIES, u64(3999))) == bytes([39]) * 3000
+            assert reader.map_size == grown
+        finally:
+            reader.close()
+    finally:
+        grower.end()
+
+
+def test_a_transaction_held_open_is_named_not_waited_for_forever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Following the writer's map needs every transaction of this process
+    # closed; one this very thread holds never will be.
+    monkeypatch.setattr(lmdb_store, "_ADOPT_WAIT", 0.2)
+    grower = _Grower(tmp_path / "l")
+    try:
+        reader = LmdbStore(tmp_path / "l", map_size=1 << 20, mapped_budget=None)
+        try:
+            with reader.read() as outer:
+                grower.grow()
+                with pytest.raises(StorageError, match="grew in another process"), reader.read():
+                    pass
+                assert outer.get(Table.ENTRIES, u64(0)) is None  # its snapshot still reads
+            with reader.read() as txn:  # closed: followed
+                assert bytes(txn.get(Table.ENTRIES, u64(0))) == bytes(3000)
+        finally:
+            reader.close()
+    finally:
+        grower.end()

@@ -10,7 +10,7 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ from ledger.storage.base import TABLES, T
 
 __all__ = ["MAPPED_BUDGET", "LmdbStore", "release_mapped_pages"]
 
+#: Seconds a transaction waits for this process's others to end before it
+#: adopts a map grown by another process (see LmdbStore._begin).
+_ADOPT_WAIT = 10.0
 # Address space, not disk: LMDB's file grows with the data, so a generous
 # initial map makes growth (which must wait for every reader) rare.
 _INITIAL_MAP_SIZE = 1 << 30
@@ -313,28 +316,39 @@ class _ResizeGate:
         self._active = 0
         self._resizing = False
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    def enter(self) -> None:
+        """Take a share (a transaction is about to begin); :meth:`leave` it."""
         with self._cond:
             while self._resizing:
                 self._cond.wait()
             self._active += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            if self._active == 0:
+                self._cond.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        self.enter()
         try:
             yield
         finally:
-            with self._cond:
-                self._active -= 1
-                if self._active == 0:
-                    self._cond.notify_all()
+            self.leave()
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self, timeout: float | None = None) -> Iterator[None]:
+        """Wait until no share is held (at most ``timeout`` seconds, then
+        TimeoutError), keeping new ones out until the block ends."""
         with self._cond:
             while self._resizing:
                 self._cond.wait()
             self._resizing = True
-            while self._active:
-                self._cond.wait()
+            if not self._cond.wait_for(lambda: not self._active, timeout):
+                self._resizing = False
+                self._cond.notify_all()
+                raise TimeoutError("transactions still open")
         try:
             yield
         finally:
@@ -384,10 +398,49 @@ class LmdbStore:
     def map_size(self) -> int:
         return int(self._env.info()["map_size"])
 
+    def _begin(self, *, write: bool) -> Any:
+        """Take a share of the gate and begin a transaction; the caller
+        leaves the gate when the transaction ends.
+
+        The writer process may have grown the map past this process's (a
+        reader such as ``carbonledger audit`` beside a node): LMDB then
+        refuses to begin (MDB_MAP_RESIZED) until this process adopts the new
+        size, which it may do only with no transaction of its own open.
+        """
+        while True:
+            self._gate.enter()
+            try:
+                return self._env.begin(write=write, buffers=True)
+            except lmdb.MapResizedError:
+                self._gate.leave()
+                self._adopt_map_size()
+            except BaseException:
+                self._gate.leave()
+                raise
+
+    def _adopt_map_size(self) -> None:
+        try:
+            # A transaction this thread holds open would never end while it
+            # waits here: give up after a while instead of hanging.
+            with self._gate.exclusive(timeout=_ADOPT_WAIT), self._map_lock:
+                self._env.set_mapsize(0)  # 0: LMDB adopts the size in the file
+        except TimeoutError:
+            raise StorageError(
+                f"LMDB map at {self.path} grew in another process, and transactions held open here"
+                f" for {_ADOPT_WAIT:.0f} s keep this process from following it; retry"
+            ) from None
+
     @contextmanager
-    def read(self) -> Iterator[_Txn]:
-        with self._gate.shared(), self._env.begin(buffers=True) as txn:
-            yield _Txn(txn, self._dbs, self._mapped)
+    def _transaction(self, *, write: bool) -> Iterator[_Txn]:
+        txn = self._begin(write=write)
+        try:
+            with txn:
+                yield _Txn(txn, self._dbs, self._mapped)
+        finally:
+            self._gate.leave()
+
+    def read(self) -> AbstractContextManager[_Txn]:
+        return self._transaction(write=False)
 
     @contextmanager
     def write(self) -> Iterator[_Txn]:
@@ -397,8 +450,8 @@ class LmdbStore:
         :class:`StorageWriteFailed`: the transaction is aborted, so nothing
         of it is written."""
         try:
-            with self._gate.shared(), self._env.begin(write=True, buffers=True) as txn:
-                yield _Txn(txn, self._dbs, self._mapped)
+            with self._transaction(write=True) as txn:
+                yield txn
         except lmdb.MapFullError:
             raise  # run_write grows the map and runs the work again
         except lmdb.Error as exc:
