@@ -37,8 +37,8 @@ from ledger.merkle.fetch import ReadNode
 from ledger.merkle.hashing import HASH_SIZE
 from ledger.storage import LmdbStore, MemoryStore, ReadTxn, Store, Table, WriteTxn, from_u64, u64
 from ledger.storage.lmdb_store import MAPPED_BUDGET
-from ledger.storage.writer_lock import WriterLock
 from ledger.storage.tiles import ROW_OFFSET, TILE_HEIGHT, TILE_WIDTH, TileWriter, tile_key
+from ledger.storage.writer_lock import WriterLock
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
 __all__ = ["MAX_BATCH", "MAX_ENTRY_BYTES", "META_PREFIX", "Ledger", "Receipt", "StateMachineHook", "open_tile_reader"]

@@ -40,7 +40,9 @@ def _read_file(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise LedgerError(f"cannot read {what} {path}: {os.strerror(exc.errno) if exc.errno else exc}") from None
+        from node.errors import os_reason  # grpc with it: only on this path for init
+
+        raise LedgerError(f"cannot read {what} {path}: {os_reason(exc)}") from None
 
 
 def _read_key(path: Path) -> Signer | Verifier:

@@ -92,7 +92,7 @@ def test_the_lock_file_names_the_holder_for_an_operator(tmp_path: Path) -> None:
         assert (tmp_path / "l" / "writer.lock").read_text() == f"{os.getpid()}\n"
 
 
-def test_a_signer_is_not_needed_to_be_refused(tmp_path: Path) -> None:
+def test_the_lock_is_taken_before_the_ledger_is_read(tmp_path: Path) -> None:
     # A refused open fails before reading the ledger: another log key gets
     # LedgerInUse, not a signer mismatch, while the directory is in use.
     path = tmp_path / "l"

@@ -24,6 +24,7 @@ __all__ = ["MAPPED_BUDGET", "LmdbStore", "release_mapped_pages"]
 #: Seconds a transaction waits for this process's others to end before it
 #: adopts a map grown by another process (see LmdbStore._begin).
 _ADOPT_WAIT = 10.0
+
 # Address space, not disk: LMDB's file grows with the data, so a generous
 # initial map makes growth (which must wait for every reader) rare.
 _INITIAL_MAP_SIZE = 1 << 30
