@@ -224,6 +224,8 @@ async def _serve(args: argparse.Namespace) -> None:
             host = args.listen.rsplit(":", 1)[0]
             _log.info("listening", extra={"event": "listening", "address": f"{host}:{port}", "tls": tls is not None})
             print(f"carbonledger node {led.origin} listening on {host}:{port}", flush=True)
+            if server.metrics.port is not None:
+                print(f"metrics on http://127.0.0.1:{server.metrics.port}/metrics", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

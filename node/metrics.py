@@ -38,6 +38,11 @@ class NodeMetrics:
         self._http, _thread = start_http_server(port, addr=addr, registry=self.registry)
         return int(self._http.server_port)
 
+    @property
+    def port(self) -> int | None:
+        """The port ``/metrics`` is served on, None if it is not."""
+        return int(self._http.server_port) if self._http is not None else None
+
     def close(self) -> None:
         if self._http is not None:
             self._http.shutdown()

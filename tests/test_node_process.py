@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,9 +47,9 @@ def init_node(tmp_path: Path) -> Path:
 
 
 class Serve:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            carbonledger("serve", str(directory), "--listen", "127.0.0.1:0", "--grace", "5"),
+            carbonledger("serve", str(directory), "--listen", "127.0.0.1:0", "--grace", "5", *extra),
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -66,9 +67,14 @@ def node_dir(tmp_path: Path) -> Iterator[Path]:
     yield init_node(tmp_path)
 
 
+@pytest.mark.timeout(120)  # a line the node never prints must not block for the suite's 600 s
 def test_init_serve_submit_and_stop(node_dir: Path) -> None:
-    serve = Serve(node_dir)
+    serve = Serve(node_dir, "--metrics-port", "0")
     try:
+        # A port picked for /metrics is printed, as the gRPC one is.
+        assert serve.proc.stdout is not None
+        metrics = serve.proc.stdout.readline().split(" on ", 1)[1].strip()
+        assert "carbonledger_tree_size" in urllib.request.urlopen(metrics, timeout=10).read().decode()
         net = Net()
         with LedgerClient(serve.target, timeout=10) as client:
             assert client.checkpoint().startswith("test.example/log\n1\n")

@@ -179,7 +179,8 @@ def test_health_reflection_and_metrics(node: RunningNode, client: LedgerClient, 
         responses = refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
         names = {s.name for r in responses for s in r.list_services_response.service}
         assert {"carbonledger.v1.Log", "carbonledger.v1.Query", "carbonledger.v1.Events", "carbonledger.v1.Reconcile", "grpc.health.v1.Health"} <= names
-    port = node.server.metrics._http.server_port
+    port = node.server.metrics.port
+    assert port
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'carbonledger_submissions_total{outcome="accepted"} 8.0' in text
     for name in ("carbonledger_commit_batch_size_count", "carbonledger_commit_latency_seconds_count", "carbonledger_queue_depth"):
