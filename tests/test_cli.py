@@ -279,6 +279,22 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
     books = cli.tmp / "books.csv"
     books.write_text("account,asset,range,amount\nEXCH,gec,1-2,5\n")
     cases.append((["reconcile", str(books)], "either a serial range or a positive amount"))
+    # Each rule names its line once; numbers past 2**53 - 1 and fields past
+    # the csv module's limit are refused here, not by the wire format.
+    for name, text, message in [
+        ("order", "account,asset,start,end\nEXCH,gec,5,3\n",
+         "books.order.csv: line 2: bad range 5-3: END must be greater than START\n"),
+        ("huge", "account,asset,start,end\nEXCH,gec,0,99999999999999999999\n",
+         "line 2: end: 99999999999999999999 is past the largest serial or amount, 9007199254740991\n"),
+        ("amount", "account,asset,amount\nEXCH,gec,99999999999999999999\n",
+         "line 2: amount: 99999999999999999999 is past the largest serial or amount"),
+        ("field", "account,asset,range\nEXCH,gec,1-2\n" + "a" * 200_000 + ",gec,1-2\n",
+         "line 3: not CSV: field larger than field limit"),
+    ]:
+        path = cli.tmp / f"books.{name}.csv"
+        path.write_text(text)
+        cases.append((["reconcile", str(path)], message))
+    cases.append((["gec", "transfer", "0-99999999999999999999", "--to", "EXCH", *key_args], "past the largest serial"))
     for argv, message in cases:
         _, err = cli(*argv, code=2)
         assert message in err and err.count("\n") == 1, (argv, err)

@@ -146,7 +146,17 @@ def parse_range(text: str) -> tuple[int, int]:
     start, end = int(parts[0]), int(parts[1])
     if not start < end:
         raise UsageError(f"bad range {text!r}: END must be greater than START")
+    check_serial(end, f"bad range {text!r}")
     return start, end
+
+
+def check_serial(value: int, what: str) -> None:
+    """Serials and amounts stay below 2**53, as the ledger's records do, so
+    that a number past it is refused here rather than by the wire format."""
+    from ledger.records import MAX_SERIAL
+
+    if value > MAX_SERIAL:
+        raise UsageError(f"{what}: {value} is past the largest serial or amount, {MAX_SERIAL}")
 
 
 def parse_time(text: str) -> int:

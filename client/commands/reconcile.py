@@ -21,6 +21,7 @@ from typing import Any
 from client.commands._common import (
     UsageError,
     add_node_options,
+    check_serial,
     connect,
     emit,
     parse_range,
@@ -53,10 +54,12 @@ def _row(raw: dict[str, Any], where: str) -> Any:
         elif start or end:
             s, e = int(start), int(end)
             if not 0 <= s < e:
-                raise UsageError(f"{where}: bad range {start}-{end}: END must be greater than START")
+                raise UsageError(f"bad range {start}-{end}: END must be greater than START")
+            check_serial(e, "end")
         else:
             s = e = 0
         n = int(amount) if amount else 0
+        check_serial(n, "amount")
     except ValueError:
         raise UsageError(f"{where}: start, end and amount must be whole numbers") from None
     except UsageError as exc:
@@ -81,9 +84,12 @@ def read_books(path: str, args: argparse.Namespace | None = None) -> list[Any]:
         where = "row {}"
     else:
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "account" not in [f.strip() for f in reader.fieldnames]:
-            raise UsageError(f"books file {path}: CSV needs a header row with account, asset, ...")
-        raws = [{(k or "").strip(): v for k, v in r.items()} for r in reader]
+        try:
+            if not reader.fieldnames or "account" not in [f.strip() for f in reader.fieldnames]:
+                raise UsageError(f"books file {path}: CSV needs a header row with account, asset, ...")
+            raws = [{(k or "").strip(): v for k, v in r.items()} for r in reader]
+        except csv.Error as exc:  # a field over the csv module's 128 KiB limit, say
+            raise UsageError(f"books file {path}: line {reader.line_num + 1}: not CSV: {exc}") from None
         where = "line {}"
     rows = []
     ns = args or argparse.Namespace(json=True)
