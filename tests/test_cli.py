@@ -295,6 +295,10 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
         path.write_text(text)
         cases.append((["reconcile", str(path)], message))
     cases.append((["gec", "transfer", "0-99999999999999999999", "--to", "EXCH", *key_args], "past the largest serial"))
+    deep = cli.tmp / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # past the decoder's recursion limit
+    cases.append((["footprint", "publish", str(deep), *key_args], f"footprint file {deep}: not valid JSON: nested too deeply"))
+    cases.append((["reconcile", str(deep)], f"books file {deep}: not valid JSON: nested too deeply"))
     for argv, message in cases:
         _, err = cli(*argv, code=2)
         assert message in err and err.count("\n") == 1, (argv, err)

@@ -97,11 +97,17 @@ def read_text(path: str, what: str = "file") -> str:
 
 
 def read_json(path: str, what: str = "JSON file") -> Any:
-    text = read_text(path, what)
+    return parse_json(read_text(path, what), f"{what} {path}")
+
+
+def parse_json(text: str, what: str) -> Any:
+    """``text`` as JSON, or a UsageError naming ``what`` and where it fails."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} {path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise UsageError(f"{what}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # the decoder recurses per nesting level
+        raise UsageError(f"{what}: not valid JSON: nested too deeply") from None
 
 
 def load_signer(path: str) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from client.commands._common import (
     check_serial,
     connect,
     emit,
+    parse_json,
     parse_range,
     progress,
     read_text,
@@ -74,10 +74,7 @@ def read_books(path: str, args: argparse.Namespace | None = None) -> list[Any]:
     text = read_text(path, "books file")
     is_json = path.lower().endswith(".json") or text.lstrip()[:1] in ("[", "{")
     if is_json:
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"books file {path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        obj = parse_json(text, f"books file {path}")
         raws = obj.get("rows") if isinstance(obj, dict) else obj
         if not isinstance(raws, list) or not all(isinstance(r, dict) for r in raws):
             raise UsageError(f"books file {path}: want a list of row objects (or {{\"rows\": [...]}})")
