@@ -53,6 +53,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from client.commands._common import load_vkey
     from ledger.audit import audit_store, stored_identity
     from ledger.errors import AuditDiscrepancy
     from ledger.keys import Verifier
@@ -65,7 +66,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     store = LmdbStore(path)
     try:
         _, stored_vkey, machine_id = stored_identity(store)
-        vkey = Path(args.vkey).read_text().strip() if args.vkey else stored_vkey
+        vkey = load_vkey(args.vkey) if args.vkey else stored_vkey
         verifier = Verifier.from_vkey(vkey)
         bar = tqdm(total=0, unit="entry", disable=args.json or args.quiet, file=sys.stderr)
 
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="re-verify a whole ledger directory")
     p.add_argument("dir")
-    p.add_argument("--vkey", help="file with the log's verifier key (default: the one the ledger recorded)")
+    p.add_argument("--vkey", help="the log's verifier key, or a file with it (default: the one the ledger recorded)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)

@@ -219,6 +219,14 @@ def test_cli_audit_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["audit", str(tmp_path / "l"), "--json"]) == 1
     assert '"location": "entry 7"' in capsys.readouterr().out
     assert main(["audit", str(tmp_path / "nothing")]) == 2
+    # --vkey pins the log key: a file or the key itself; a missing file is one line.
+    capsys.readouterr()
+    assert main(["audit", str(tmp_path / "l"), "--vkey", str(tmp_path / "none.vkey")]) == 2
+    assert capsys.readouterr().err == f"carbonledger: verifier key file {tmp_path}/none.vkey: no such file\n"
+    (tmp_path / "log.vkey").write_text(SIGNER.vkey + "\n")
+    for pinned in (str(tmp_path / "log.vkey"), SIGNER.vkey):
+        assert main(["audit", str(tmp_path / "l"), "--json", "--vkey", pinned]) == 1  # entry 7 is still tampered
+        assert '"location": "entry 7"' in capsys.readouterr().out
 
 
 def test_cli_keygen_writes_interoperable_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
