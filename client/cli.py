@@ -120,12 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from client.commands._common import UsageError, report_error
+
     try:
         return int(args.func(args))
     except LedgerError as exc:
-        from client.commands import report_error
-
         return report_error(exc, json_output=getattr(args, "json", False))
+    except OSError as exc:
+        # A file the command was told to write (--out, --proofs, keygen's
+        # directory) that cannot be: the OS's reason, in one line.
+        if exc.filename is None:
+            raise
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return report_error(UsageError(f"{exc.filename}: {reason}"), json_output=getattr(args, "json", False))
 
 
 if __name__ == "__main__":

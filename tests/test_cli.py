@@ -276,6 +276,8 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
     not_pact = cli.tmp / "notpact.json"
     not_pact.write_text('{"id": 1}')
     cases.append((["footprint", "publish", str(not_pact), *key_args], "not a PACT v3 ProductFootprint"))
+    books_ok = cli.tmp / "books-ok.csv"
+    books_ok.write_text("account,asset,range\nEXCH,gec,0-5\n")
     books = cli.tmp / "books.csv"
     books.write_text("account,asset,range,amount\nEXCH,gec,1-2,5\n")
     cases.append((["reconcile", str(books)], "either a serial range or a positive amount"))
@@ -299,9 +301,24 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
     deep.write_text("[" * 100_000 + "]" * 100_000)  # past the decoder's recursion limit
     cases.append((["footprint", "publish", str(deep), *key_args], f"footprint file {deep}: not valid JSON: nested too deeply"))
     cases.append((["reconcile", str(deep)], f"books file {deep}: not valid JSON: nested too deeply"))
+    # Files the command is told to write, where they cannot be.
+    a_file = cli.tmp / "a-file"
+    a_file.write_text("x")
+    missing_dir = cli.tmp / "no-such-dir"
+    cases += [
+        (["checkpoint", "--out", str(missing_dir / "cp")], f"{missing_dir}/cp: No such file or directory"),
+        (["proof", "0", "--out", str(missing_dir / "p")], f"{missing_dir}/p: No such file or directory"),
+        (["reconcile", str(books_ok), "--proofs", str(a_file)], f"{a_file}: File exists"),
+    ]
     for argv, message in cases:
         _, err = cli(*argv, code=2)
         assert message in err and err.count("\n") == 1, (argv, err)
+    # Sizes and indexes the wire's uint64 cannot carry: refused by the parser.
+    for argv in (["proof", "-5"], ["checkpoint", "--size", "-1"], ["watch", "--from", str(2**64)]):
+        with pytest.raises(SystemExit) as exit_:
+            cli(*argv)
+        assert exit_.value.code == 2
+        assert "is not a tree size or an entry index" in cli.capsys.readouterr().err
     # Input the node refuses as malformed: a PACT document breaking a schema rule.
     doc = pact_doc("x", "1")
     doc["pcf"]["declaredUnitOfMeasurement"] = "bushel"

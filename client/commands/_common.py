@@ -38,6 +38,7 @@ __all__ = [
     "connect",
     "emit",
     "exit_code",
+    "index_or_size",
     "load_signer",
     "parse_range",
     "parse_time",
@@ -61,6 +62,19 @@ class UsageError(LedgerError):
 
 
 # -- options ------------------------------------------------------------------
+
+
+def index_or_size(text: str) -> int:
+    """An argparse type for tree sizes and entry indexes: a whole number the
+    wire's uint64 fields can carry, refused here with the option's name
+    (protobuf raised a ValueError for -1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{value} is not a tree size or an entry index (0 or more)")
+    return value
 
 
 def add_node_options(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from client.commands._common import (
     add_node_options,
     connect,
     emit,
+    index_or_size,
     load_vkey,
     read_text,
 )
@@ -135,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = verbs.add_parser("get", help="fetch the label of a footprint (and verify it with --policy)")
     p.add_argument("pf_id")
     p.add_argument("--out", help="file to write (default PFID.label.json)")
-    p.add_argument("--size", type=int, default=0, help="tree size to build it at (default: the latest)")
+    p.add_argument("--size", type=index_or_size, default=0, help="tree size to build it at (default: the latest)")
     p.add_argument("--policy", help="verify the fetched label against this tlog-policy file")
     p.add_argument("--require-attestation", action="store_true",
                    help="every footprint in the tree must be attested by a verification body")

@@ -8,7 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from client.commands._common import add_node_options, connect, emit, parse_range, progress
+from client.commands._common import (
+    add_node_options,
+    connect,
+    emit,
+    index_or_size,
+    parse_range,
+    progress,
+)
 
 __all__ = ["register"]
 
@@ -135,22 +142,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("checkpoint", help="the node's signed checkpoint (C2SP tlog-checkpoint)")
-    p.add_argument("--size", type=int, default=0, help="tree size (default: the latest)")
+    p.add_argument("--size", type=index_or_size, default=0, help="tree size (default: the latest)")
     p.add_argument("--out", help="write the note to this file")
     add_node_options(p)
     p.set_defaults(func=cmd_checkpoint)
 
     p = sub.add_parser("proof", help="a C2SP tlog-proof of an entry, verifiable offline")
-    p.add_argument("index", type=int)
-    p.add_argument("--size", type=int, default=0, help="tree size to prove against (default: the latest)")
+    p.add_argument("index", type=index_or_size)
+    p.add_argument("--size", type=index_or_size, default=0, help="tree size to prove against (default: the latest)")
     p.add_argument("--out", help="write the proof to this file")
     p.add_argument("--entry-out", help="write the entry bytes to this file")
     add_node_options(p)
     p.set_defaults(func=cmd_proof)
 
     p = sub.add_parser("watch", help="stream events: history from --from, then live")
-    p.add_argument("--from", dest="from_index", type=int, default=0, metavar="INDEX")
-    p.add_argument("--count", type=int, default=0, help="stop after this many events (0: never)")
+    p.add_argument("--from", dest="from_index", type=index_or_size, default=0, metavar="INDEX")
+    p.add_argument("--count", type=index_or_size, default=0, help="stop after this many events (0: never)")
     p.add_argument("--duration", type=float, default=24 * 3600.0, help="stop after this many seconds")
     p.add_argument("--kind", action="append", help="event kind, e.g. footprint.stale; repeatable")
     p.add_argument("--op", action="append", help="operation type of entry events, e.g. pcf.publish; repeatable")

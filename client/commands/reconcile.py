@@ -23,6 +23,7 @@ from client.commands._common import (
     check_serial,
     connect,
     emit,
+    index_or_size,
     parse_json,
     parse_range,
     progress,
@@ -146,7 +147,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("reconcile", help="compare an exchange's books (CSV or JSON) with the ledger")
     p.add_argument("books", help="CSV or JSON: account, asset, batch, range START-END (or start,end) or amount")
-    p.add_argument("--size", type=int, default=0, help="checkpoint (tree size) to reconcile against; default latest")
+    p.add_argument("--size", type=index_or_size, default=0, help="checkpoint (tree size) to reconcile against; default latest")
     p.add_argument("--proofs", metavar="DIR", help="write a tlog-proof of every proving entry into DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
