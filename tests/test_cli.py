@@ -319,6 +319,12 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
             cli(*argv)
         assert exit_.value.code == 2
         assert "is not a tree size or an entry index" in cli.capsys.readouterr().err
+    # A deadline that no call could meet.
+    for timeout in ("0", "-1", "nan", "inf"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["checkpoint", "--node", cli.target, "--timeout", timeout])
+        assert exit_.value.code == 2
+        assert f"argument --timeout: {timeout} is not a positive number of seconds" in cli.capsys.readouterr().err
     # Input the node refuses as malformed: a PACT document breaking a schema rule.
     doc = pact_doc("x", "1")
     doc["pcf"]["declaredUnitOfMeasurement"] = "bushel"

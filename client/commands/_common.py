@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -64,6 +65,18 @@ class UsageError(LedgerError):
 # -- options ------------------------------------------------------------------
 
 
+def seconds(text: str) -> float:
+    """An argparse type for ``--timeout``: a positive, finite number of
+    seconds (0, -1 or nan made every call fail with DEADLINE_EXCEEDED)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
 def index_or_size(text: str) -> int:
     """An argparse type for tree sizes and entry indexes: a whole number the
     wire's uint64 fields can carry, refused here with the option's name
@@ -85,7 +98,7 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-ca", metavar="PEM", help="CA certificates that signed the node's certificate (TLS)")
     g.add_argument("--tls-cert", metavar="PEM", help="client certificate chain (mTLS)")
     g.add_argument("--tls-key", metavar="PEM", help="client private key (mTLS)")
-    g.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, seconds")
+    g.add_argument("--timeout", type=seconds, default=30.0, help="deadline of each call, seconds")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
