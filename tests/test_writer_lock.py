@@ -18,13 +18,9 @@ from ledger.keys import Signer
 from ledger.log import Ledger
 from ledger.state import StateMachine
 from ledger.storage import LedgerInUse
-from tests.test_node_support import Net, key
+from tests.test_node_support import Net, open_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def open_ledger(path: Path) -> Ledger:
-    return Ledger.open(path, signer=key("LOG"), machine=StateMachine())
 
 
 def test_second_open_in_this_process_is_refused_until_the_first_closes(tmp_path: Path) -> None:
