@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ledger.errors import PermissionDenied, StateRuleError
+from ledger.records import MAX_SERIAL
+from ledger.state._codec import enc
 from ledger.state.queries import batch_supply, get_holdings, get_record
 from tests.test_state_world import T0, Y2024, World
 
@@ -44,6 +46,10 @@ def test_validate_register_verify_issue_transfer_cancel() -> None:
     w.reject(StateRuleError, "report_exists", "ccer.verify_report", "VER2", report_body())
     w.reject(StateRuleError, "period_already_reported", "ccer.verify_report", "VER2", report_body(reportId="R2"))
     w.reject(StateRuleError, "exceeds_verified_reductions", "ccer.issue", "REG", {"batchId": "CB1", "reportId": "R1", "quantity": 501})
+    # A ledger millions of batches on (see the GEC test): the report stays unissued.
+    w.kv.put(b"a/ccer/next", enc(MAX_SERIAL - 499))
+    w.reject(StateRuleError, "serials_exhausted", "ccer.issue", "REG", {"batchId": "CB1", "reportId": "R1", "quantity": 500})
+    w.kv.delete(b"a/ccer/next")
     issued = w.ok("ccer.issue", "REG", {"batchId": "CB1", "reportId": "R1", "quantity": 500})
     s = int(issued.events[0].subject.split(":")[1].split("-")[0])
     w.reject(StateRuleError, "report_already_issued", "ccer.issue", "REG", {"batchId": "CB2", "reportId": "R1", "quantity": 1})

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ledger.errors import NotFound, PermissionDenied, StateRuleError
+from ledger.records import MAX_SERIAL
+from ledger.state._codec import enc
 from ledger.state.queries import batch_supply, get_holdings, get_unit, unit_history
 from tests.test_state_world import T0, Y2024, World
 
@@ -43,6 +45,25 @@ def test_issue_rules() -> None:
     w.reject(StateRuleError, "period_already_issued", "gec.issue", "GECI", issue_body("B2", 10, Y2024))
     w.ok("gec.issue", "GECI", issue_body("B2", 4000, H2))
     assert batch_supply(w.kv, "gec", "B2", w.time).held == 4000
+
+
+def test_issue_stops_at_the_last_nameable_serial() -> None:
+    # Serials past MAX_SERIAL could never be named by a transfer, retirement
+    # or claim, so a batch that would reach past it is refused, before any write.
+    # A batch is at most 10^9 units, so a ledger gets there only after
+    # millions of batches: the counter is set as such a ledger would have it.
+    w = World()
+    w.gec_project()
+    w.kv.put(b"a/gec/next", enc(MAX_SERIAL - 5))
+    err = w.reject(StateRuleError, "serials_exhausted", "gec.issue", "GECI", issue_body("B1", 6))
+    assert isinstance(err, StateRuleError) and err.field == "body.quantity"
+    assert "5 remain, 6 asked" in str(err)
+    # The period is still free: the refused batch wrote nothing.
+    s, e = w.gec_issue("B1", 5)
+    assert (s, e) == (MAX_SERIAL - 5, MAX_SERIAL)
+    # The very last unit moves like any other.
+    w.ok("gec.transfer", "GEN", {"start": MAX_SERIAL - 1, "end": MAX_SERIAL, "to": "STEEL"})
+    assert [(h.start, h.end) for h in get_holdings(w.kv, "STEEL").holdings] == [(MAX_SERIAL - 1, MAX_SERIAL)]
 
 
 def test_transfer_split_merge_and_holdings() -> None:

@@ -18,7 +18,7 @@ from ledger.state._codec import dec, key, n16
 from ledger.state._tx import Tx
 from ledger.state.gec import overlapping_period
 from ledger.state.ranges import HELD, Segment
-from ledger.state.units import freeze_segment, issue_units, retire_units, transfer_units
+from ledger.state.units import first_free_serial, freeze_segment, issue_units, retire_units, transfer_units
 
 __all__ = ["HANDLERS"]
 
@@ -165,6 +165,7 @@ def _issue(tx: Tx) -> None:
         raise StateRuleError("batch_exists", "batch id already used", "body.batchId")
     project = tx.get("cp", report["project"])
     assert project is not None
+    start = first_free_serial(tx, KIND, body.quantity)
     report["batch"] = body.batchId
     tx.put(report, "cr", body.reportId)
     record = {
@@ -175,7 +176,7 @@ def _issue(tx: Tx) -> None:
         "periodEnd": report["periodEnd"],
         "validityEnd": None,
     }
-    issue_units(tx, KIND, body.batchId, record, body.quantity, project["proponent"])
+    issue_units(tx, KIND, body.batchId, record, start, body.quantity, project["proponent"])
 
 
 def _transfer(tx: Tx) -> None:

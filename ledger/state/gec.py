@@ -13,7 +13,7 @@ from ledger.errors import PermissionDenied, StateRuleError
 from ledger.records.ops import GecIssueBody, GecProjectBody, GecRetireBody, TransferBody
 from ledger.state._codec import dec, n16
 from ledger.state._tx import Tx
-from ledger.state.units import issue_units, retire_units, transfer_units
+from ledger.state.units import first_free_serial, issue_units, retire_units, transfer_units
 
 __all__ = ["HANDLERS", "overlapping_period"]
 
@@ -84,6 +84,7 @@ def _issue(tx: Tx) -> None:
         raise StateRuleError(
             "period_under_ccer", f"period is credited by CCER project {project['ccer']}", "body.periodStart"
         )
+    start = first_free_serial(tx, KIND, body.quantity)
     tx.put({"start": body.periodStart, "batch": body.batchId}, "gpp", body.projectId, n16(body.periodEnd))
     tx.put(body.batchId, "gpb", body.projectId, body.batchId)
     record = {
@@ -93,7 +94,7 @@ def _issue(tx: Tx) -> None:
         "periodEnd": body.periodEnd,
         "validityEnd": body.validityEnd,
     }
-    issue_units(tx, KIND, body.batchId, record, body.quantity, project["owner"])
+    issue_units(tx, KIND, body.batchId, record, start, body.quantity, project["owner"])
 
 
 def _transfer(tx: Tx) -> None:

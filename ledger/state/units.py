@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger.errors import PermissionDenied, StateRuleError
+from ledger.records import MAX_SERIAL
 from ledger.state._codec import enc, encode_string, n16
 from ledger.state._tx import Tx
 from ledger.state.ranges import FROZEN, HELD, RETIRED, Segment, add_segment, covering, rewrite
 
 __all__ = [
+    "first_free_serial",
     "issue_units",
     "check_movable",
     "transfer_units",
@@ -104,10 +106,28 @@ def _history(tx: Tx, kind: str, segs: list[Segment], record: HistoryRecord) -> N
         tx.kv.put(f"ah/{kind}/{batch}/{index:016x}/{s:016x}".encode(), record(s, e))
 
 
-def issue_units(tx: Tx, kind: str, batch_id: str, record: dict[str, Any], quantity: int, to: str) -> tuple[int, int]:
-    """Allocate the next ``quantity`` serials of ``kind`` to a new batch held by ``to``."""
+def first_free_serial(tx: Tx, kind: str, quantity: int) -> int:
+    """The first serial a new batch of ``quantity`` units of ``kind`` gets.
+
+    Refuses a batch that would run past :data:`MAX_SERIAL`: no operation can
+    name a serial beyond it (JSON readers lose integers past 2^53), so such
+    units could never be transferred, retired or claimed. Handlers call this
+    among their checks, before they write anything.
+    """
     nxt = tx.get("a", kind, "next")
     start = int(nxt) if nxt is not None else 0
+    if start + quantity > MAX_SERIAL:
+        raise StateRuleError(
+            "serials_exhausted",
+            f"{kind} serials run out at {MAX_SERIAL}: {MAX_SERIAL - start} remain, {quantity} asked",
+            "body.quantity",
+        )
+    return start
+
+
+def issue_units(tx: Tx, kind: str, batch_id: str, record: dict[str, Any], start: int, quantity: int, to: str) -> tuple[int, int]:
+    """Allocate serials ``[start, start + quantity)`` of ``kind`` (``start``
+    from :func:`first_free_serial`) to a new batch held by ``to``."""
     end = start + quantity
     tx.put(end, "a", kind, "next")
     tx.put({**record, "start": start, "end": end, "issued": tx.ctx.index, "to": to}, "ab", kind, batch_id)
