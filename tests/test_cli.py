@@ -319,6 +319,10 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
             cli(*argv)
         assert exit_.value.code == 2
         assert "is not a tree size or an entry index" in cli.capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli("watch", "--count", "-1")
+    assert exit_.value.code == 2
+    assert "argument --count: -1 is not a count (0 or more)" in cli.capsys.readouterr().err
     # A deadline that no call could meet.
     for timeout in ("0", "-1", "nan", "inf"):
         with pytest.raises(SystemExit) as exit_:

@@ -77,17 +77,27 @@ def seconds(text: str) -> float:
     return value
 
 
-def index_or_size(text: str) -> int:
-    """An argparse type for tree sizes and entry indexes: a whole number the
-    wire's uint64 fields can carry, refused here with the option's name
-    (protobuf raised a ValueError for -1)."""
+def _whole_number(text: str, what: str) -> int:
+    """``text`` as a whole number the wire's uint64 fields can carry, or an
+    argparse error naming ``what`` it should have been."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{value} is not a tree size or an entry index (0 or more)")
+        raise argparse.ArgumentTypeError(f"{value} is not {what} (0 or more)")
     return value
+
+
+def index_or_size(text: str) -> int:
+    """An argparse type for tree sizes and entry indexes, refused here with
+    the option's name (protobuf raised a ValueError for -1)."""
+    return _whole_number(text, "a tree size or an entry index")
+
+
+def count(text: str) -> int:
+    """An argparse type for a number of things, such as events to wait for."""
+    return _whole_number(text, "a count")
 
 
 def add_node_options(p: argparse.ArgumentParser) -> None:
