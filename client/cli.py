@@ -50,9 +50,31 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class _ProgressBar:
+    """A progress bar of entries on stderr (none with --json or --quiet),
+    drawn from the first ``progress(done, total)`` call on, so a command
+    that fails before its audit starts prints only its error."""
 
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._quiet = bool(args.json or args.quiet)
+        self._bar: Any = None
+
+    def progress(self, done: int, total: int) -> None:
+        if self._quiet:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="entry", file=sys.stderr)
+        self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
     from client.commands._common import load_vkey
     from ledger.audit import audit_store, stored_identity
     from ledger.errors import AuditDiscrepancy
@@ -68,14 +90,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         _, stored_vkey, machine_id = stored_identity(store)
         vkey = load_vkey(args.vkey) if args.vkey else stored_vkey
         verifier = Verifier.from_vkey(vkey)
-        bar = tqdm(total=0, unit="entry", disable=args.json or args.quiet, file=sys.stderr)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+        bar = _ProgressBar(args)
         try:
-            report = audit_store(store, verifier=verifier, machine=machine_for(machine_id), progress=progress)
+            report = audit_store(store, verifier=verifier, machine=machine_for(machine_id), progress=bar.progress)
         except AuditDiscrepancy as exc:
             bar.close()
             _emit(args, f"AUDIT FAILED at {exc.location}: {exc.detail}",
@@ -90,6 +107,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
         f"root {report.root.hex()}, state digest {report.state_digest.hex()}",
         {"ok": True, "origin": report.origin, "entries": report.entries, "blocks": report.blocks,
          "root": report.root.hex(), "state_digest": report.state_digest.hex()},
+    )
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from client.commands._common import load_vkey
+    from ledger.backup import backup_ledger
+    from ledger.errors import AuditDiscrepancy
+
+    bar = _ProgressBar(args)
+    try:
+        report = backup_ledger(args.dir, args.dest, vkey=load_vkey(args.vkey) if args.vkey else None, progress=bar.progress)
+    except AuditDiscrepancy as exc:
+        _emit(args, f"BACKUP FAILED: the copy does not audit, at {exc.location}: {exc.detail}; nothing kept",
+              {"ok": False, "location": exc.location, "detail": exc.detail})
+        return 1
+    finally:
+        bar.close()
+    _emit(
+        args,
+        f"backup ok: {report.path}: {report.origin} at {report.entries} entries, root {report.root.hex()}, "
+        f"state digest {report.state_digest.hex()}, {report.bytes:,} bytes; audited",
+        {"ok": True, "path": str(report.path), "origin": report.origin, "entries": report.entries,
+         "root": report.root.hex(), "state_digest": report.state_digest.hex(), "bytes": report.bytes},
     )
     return 0
 
@@ -111,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("backup", help="copy a ledger directory, while its node runs, and audit the copy")
+    p.add_argument("dir", help="the ledger directory (a node directory's ledger/)")
+    p.add_argument("dest", help="where the copy goes: a new or empty directory")
+    p.add_argument("--vkey", help="the log's verifier key, or a file with it (default: the one the ledger recorded)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backup)
 
     from client.commands import register_all
 

@@ -156,38 +156,58 @@ def test_a_full_disk_is_unavailable_writes_nothing_and_passes(node_dir: Path) ->
     assert audit.returncode == 0 and f"audit ok: test.example/log: {size + 1} entries" in audit.stdout
 
 
-def test_sigkill_under_load_keeps_every_acknowledged_entry(node_dir: Path) -> None:
-    serve = Serve(node_dir)
-    net = Net()
-    acked: list[tuple[int, bytes]] = []
-    lock = threading.Lock()
-    stop = threading.Event()
+class Registrations:
+    """Threads registering new organizations on a node as fast as it
+    acknowledges them. ``acked`` holds (index, envelope) of every
+    acknowledged one; a thread stops at its first failed submission and
+    counts it in ``failures``."""
 
-    def submitter(worker: int) -> None:
-        with LedgerClient(serve.target, timeout=5, retries=0) as client:
+    def __init__(self, target: str, net: Net, *, workers: int = 6, timeout: float = 5, retries: int = 0) -> None:
+        self.acked: list[tuple[int, bytes]] = []
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._submitter, args=(target, net, w, timeout, retries)) for w in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _submitter(self, target: str, net: Net, worker: int, timeout: float, retries: int) -> None:
+        with LedgerClient(target, timeout=timeout, retries=retries) as client:
             n = 0
-            while not stop.is_set():
+            while not self._stop.is_set():
                 spec = org_spec(f"W{worker}N{n}", "Org", ["supplier"], [key(f"W{worker}N{n}")])
                 envelope = net.op("org.register", "AUTH", spec)
                 n += 1
                 try:
                     receipt = client.submit(envelope)
                 except Exception:
+                    with self._lock:
+                        self.failures += 1
                     return
-                with lock:
-                    acked.append((receipt.index, envelope))
+                with self._lock:
+                    self.acked.append((receipt.index, envelope))
 
-    threads = [threading.Thread(target=submitter, args=(w,)) for w in range(6)]
-    for t in threads:
-        t.start()
-    deadline = time.time() + 10
-    while len(acked) < 60 and time.time() < deadline:
-        time.sleep(0.05)
+    def wait_for(self, count: int, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while len(self.acked) < count and time.time() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
+def test_sigkill_under_load_keeps_every_acknowledged_entry(node_dir: Path) -> None:
+    serve = Serve(node_dir)
+    load = Registrations(serve.target, Net())
+    load.wait_for(60, timeout=10)
     os.kill(serve.proc.pid, signal.SIGKILL)
     serve.proc.wait(10)
-    stop.set()
-    for t in threads:
-        t.join(10)
+    load.stop()
+    acked = load.acked
     assert len(acked) >= 60
     signer = Signer.from_key((node_dir / "node.key").read_text().strip())
     with Ledger.open(node_dir / "ledger", signer=signer, machine=StateMachine()) as led:

@@ -481,6 +481,32 @@ class LmdbStore:
             with self._map_lock:
                 self._env.set_mapsize(min(size * 2, _MAX_MAP_SIZE))
 
+    def copy_to(self, dest: str | os.PathLike[str]) -> None:
+        """Write a compacted copy of the whole store into the empty directory
+        ``dest``, as of one read transaction, and sync it to disk.
+
+        Safe beside a running writer (this process's or another's): the copy
+        is the store as one reader sees it, while the writer goes on
+        committing. Compaction leaves out free pages, so the copy is as small
+        as the data. Raises :class:`StorageError` naming LMDB's reason.
+        """
+        data_file = Path(dest) / "data.mdb"
+        txn = self._begin(write=False)
+        try:
+            with txn:
+                self._env.copy(str(dest), compact=True, txn=txn)
+            # LMDB writes the copy without syncing it: a backup is only one
+            # once it is on disk.
+            fd = os.open(data_file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot copy the LMDB store at {self.path} to {dest}: {_lmdb_reason(exc)}") from exc
+        finally:
+            self._gate.leave()
+
     def disk_bytes(self) -> int:
         """Bytes allocated on disk (the data file is sparse up to the map size)."""
         return sum(p.stat().st_blocks * 512 for p in self.path.iterdir() if p.is_file())
