@@ -3,19 +3,23 @@ machinery itself (verification paths, rejection leaves state untouched)."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import json
 import uuid
 from typing import Any
 
 import pytest
 
-from ledger.envelope import parse_envelope, verified_keys
+from ledger.envelope import pae, parse_envelope, verified_keys
 from ledger.errors import LedgerError, MalformedError, PermissionDenied, StateRuleError
 from ledger.keys import Signer
 from ledger.kv import EMPTY_STATE_DIGEST, Journal, MemoryKV, fold_state_digest
 from ledger.records.build import org_spec, signed_op
 from ledger.state import Applied, Prepared, StateMachine
+from ledger.state.machine import MAX_OP_AGE
+from ledger.state.queries import get_holdings
 from tests.test_records import PACT_V3_EXAMPLE
 
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
@@ -75,6 +79,7 @@ class World:
         self.digest = EMPTY_STATE_DIGEST
         self.entries: list[tuple[bytes, int, int]] = []
         self.signers: dict[str, Signer] = {}
+        self.signed = 0  # entries signed so far: their nonces
         if genesis:
             self.signers["AUTH"] = self.key("AUTH")
             self.ok("genesis", "AUTH", {"authorities": [org_spec("AUTH", "Registry Authority", ["authority"], [self.signers["AUTH"]])]})
@@ -90,6 +95,12 @@ class World:
         self.ok("org.register", "AUTH", org_spec(org, f"{org} Co., Ltd.", roles, [self.signers[org]]))
 
     def entry(self, op: str, org: str, body: dict[str, Any], signers: list[Signer] | None = None, time: int | None = None, nonce: str | None = None) -> bytes:
+        """A signed entry. Each gets its own nonce unless one is given, so
+        that a rule's test may send the same operation again and meet that
+        rule, not the replay guard."""
+        if nonce is None:
+            self.signed += 1
+            nonce = f"n{self.signed}"
         return signed_op(op, org, self.time if time is None else time, body, signers or [self.signers[org]], nonce=nonce)
 
     def apply(self, entry: bytes, *, verify_here: bool = False) -> Applied:
@@ -182,6 +193,46 @@ def test_time_window() -> None:
     w.reject(StateRuleError, "time_in_future", "gec.register_project", "GECI", body, time=T0 + 301)
     w.reject(StateRuleError, "time_too_old", "gec.register_project", "GECI", body, time=T0 - 8 * 86400)
     w.ok("gec.register_project", "GECI", body, time=T0 + 300)
+
+
+def _reencoded(entry: bytes, extra_signer: Signer | None = None) -> bytes:
+    """The same signed payload in another envelope: keys in another order,
+    indented, and with one more signature if ``extra_signer`` is given."""
+    env = json.loads(entry)
+    if extra_signer is not None:
+        payload = base64.b64decode(env["payload"])
+        sig = extra_signer.sign(pae(env["payloadType"], payload))
+        env["signatures"].append({"keyid": extra_signer.vkey, "sig": base64.b64encode(sig).decode()})
+    return json.dumps({"signatures": env["signatures"], "payloadType": env["payloadType"], "payload": env["payload"]}, indent=2).encode()
+
+
+def test_a_signed_operation_is_applied_once_whatever_its_envelope() -> None:
+    w = World()
+    w.gec_project()
+    s, _ = w.gec_issue("B1", 100)
+    sale = w.entry("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"})
+    at = w.index
+    w.apply(sale)
+    w.ok("gec.transfer", "STEEL", {"start": s, "end": s + 10, "to": "GEN"})  # sold back
+    # GEN's old transfer, sent again as other bytes by anyone, moves nothing.
+    for copy_ in (_reencoded(sale), _reencoded(sale, w.signers["STEEL"])):
+        assert copy_ != sale
+        with pytest.raises(StateRuleError) as err:
+            w.apply(copy_)
+        assert err.value.rule == "operation_replayed" and err.value.field == "payload"
+        assert f"applied at entry {at}" in str(err.value)
+    assert [(h.start, h.end) for h in get_holdings(w.kv, "GEN").holdings] == [(s, s + 100)]
+    # The same move signed again with another nonce is a new operation.
+    w.ok("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"}, nonce="second sale")
+    # A record lives as long as its operation may be sequenced: then the
+    # time check refuses the operation, and the record is dropped.
+    w.time += MAX_OP_AGE + 1
+    w.ok("gec.transfer", "STEEL", {"start": s, "end": s + 10, "to": "GEN"})
+    with pytest.raises(StateRuleError) as err:
+        w.apply(_reencoded(sale))
+    assert err.value.rule == "time_too_old"
+    kept = [int(k.split(b"/")[1], 16) for k, _ in w.kv.scan(b"rp/")]
+    assert kept and min(kept) >= w.time - MAX_OP_AGE
 
 
 def test_replay_gives_the_same_state_and_digest() -> None:

@@ -26,6 +26,9 @@ Key families (``{n}`` = 16 hex digits):
                           ``gpb/{project}/{batch}`` its batches
 ``cp/{project}``          CCER project; ``cpp/{project}/{end}`` its report periods
 ``cr/{report}``           CCER emission-reduction report
+``rp/{time}/{digest}``    entry index of the applied operation whose signed
+                          payload has SHA-256 ``digest`` (hex) and time
+                          ``{time}``; kept while that time may be sequenced
 ========================  ====================================================
 """
 

@@ -31,9 +31,13 @@ __all__ = ["MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE", "Prepared", "StateMachi
 #: The id the log records for ledgers created with this state machine.
 #: v2: a segment rewrite no longer deletes a key it writes again, so the
 #: write list, and with it every block's state digest, differs from v1's.
-#: This code cannot replay a v1 ledger's digests, so it refuses to open one
-#: (``unknown state machine 'carbonledger/v1'``) rather than fail its audit.
-MACHINE_ID = "carbonledger/v2"
+#: v3: an operation is applied once (the replay guard below), a CCER report
+#: may not credit generation already sold or retired as GEC, a footprint
+#: version has one successor and one product line, and GEC units are
+#: expired from their validity end on, as issuance always held.
+#: This code cannot replay an older ledger's digests, so it refuses to open one
+#: (``unknown state machine 'carbonledger/v2'``) rather than fail its audit.
+MACHINE_ID = "carbonledger/v3"
 #: How far (seconds) an operation's own time may run ahead of the block time.
 MAX_CLOCK_SKEW = 300
 #: How old (seconds) an operation may be when it is sequenced. Bounds how long
@@ -54,6 +58,7 @@ class Prepared:
     """
 
     entry_digest: str  # SHA-256 of the entry bytes, hex
+    payload_digest: str  # SHA-256 of the signed payload, hex: the replay guard's key
     envelope: Envelope
     op: Operation
     verified: frozenset[str] | None = None
@@ -80,7 +85,11 @@ class StateMachine:
             raise MalformedError("payloadType", f"expected {PAYLOAD_TYPE}")
         op = parse_operation(env.payload)
         return Prepared(
-            hashlib.sha256(entry).hexdigest(), env, op, verified_keys(env) if verify else None
+            hashlib.sha256(entry).hexdigest(),
+            hashlib.sha256(env.payload).hexdigest(),
+            env,
+            op,
+            verified_keys(env) if verify else None,
         )
 
     def apply(
@@ -121,9 +130,44 @@ class StateMachine:
             return Applied(op.op, tuple(tx.events))
         # (4) Acting org and key.
         tx.org = _authorize(tx, op, verified)
-        # (5) The operation's own rules.
+        # (5) Not applied before, in any envelope.
+        seen = _seen_key(op.time, prepared.payload_digest)
+        earlier = kv.get(seen)
+        if earlier is not None:
+            raise StateRuleError(
+                "operation_replayed", f"this signed operation was applied at entry {int(earlier)}", "payload"
+            )
+        # (6) The operation's own rules.
         _HANDLERS[op.op](tx)
+        _forget_expired(kv, ctx.time - MAX_OP_AGE)
+        kv.put(seen, str(ctx.index).encode())
         return Applied(op.op, tuple(tx.events))
+
+
+# The replay guard. The log skips an entry whose bytes it already holds, but
+# the same signed payload travels in many envelopes: JSON spelled otherwise,
+# signatures added or dropped. Each applied operation's payload digest is kept
+# under its own time, for as long as that time lets it be sequenced
+# (MAX_OP_AGE): past that the time check refuses it anyway, so older records
+# are dropped (the block time never goes back). An org that means to sign the
+# same operation twice sets a different ``nonce``.
+_SEEN = b"rp/"
+
+
+def _seen_key(op_time: int, payload_digest: str) -> bytes:
+    return b"%s%016x/%s" % (_SEEN, op_time, payload_digest.encode())
+
+
+def _forget_expired(kv: KV, oldest_time: int) -> None:
+    """Drop the replay records of operations older than ``oldest_time``."""
+    cutoff = b"%s%016x" % (_SEEN, max(oldest_time, 0))
+    stale = []
+    for k, _ in kv.scan(_SEEN):
+        if k >= cutoff:
+            break
+        stale.append(k)
+    for k in stale:
+        kv.delete(k)
 
 
 def _authorize(tx: Tx, op: Operation, verified: frozenset[str]) -> dict[str, object]:
