@@ -63,6 +63,24 @@ def test_validate_register_verify_issue_transfer_cancel() -> None:
     assert get_record(w.kv, "ccer_report", "R1")["batch"] == "CB1"
 
 
+def test_generation_sold_as_gec_is_not_credited_again() -> None:
+    w = World()
+    w.gec_project()
+    h1 = (Y2024[0], Y2024[0] + 182 * 86400)
+    h2 = (h1[1], Y2024[1])
+    s1, _ = w.gec_issue("B1", 300, period=h1)
+    w.gec_issue("B2", 300, period=h2)
+    w.ok("gec.transfer", "GEN", {"start": s1, "end": s1 + 1, "to": "STEEL"})  # one MWh of H1 sold as GEC
+    w.ok("ccer.validate_project", "VER", validate_body())
+    w.ok("ccer.register_project", "REG", {"projectId": "C1"})  # freezes the rest of B1 and all of B2
+    # H1's generation is partly GEC: no reductions may be credited for it.
+    err = w.reject(StateRuleError, "generation_counted_as_gec", "ccer.verify_report", "VER", report_body(periodStart=h1[0], periodEnd=h1[1]))
+    assert "GEC batch B1 of project P1" in str(err)
+    w.reject(StateRuleError, "generation_counted_as_gec", "ccer.verify_report", "VER", report_body())  # all of 2024
+    # H2's certificates were all frozen: its reductions may be credited.
+    w.ok("ccer.verify_report", "VER", report_body(periodStart=h2[0], periodEnd=h2[1]))
+
+
 def test_verifier_independence_on_reports() -> None:
     w = World(orgs={"GECI": ["gec_issuer"], "REG": ["ccer_registry"], "VER": ["verifier"], "VGEN": ["verifier", "supplier"]})
     w.ok("ccer.validate_project", "VER", validate_body(proponent="VGEN", gecProjectId=None))

@@ -17,7 +17,7 @@ from ledger.records.ops import CcerCancelBody, CcerIssueBody, CcerRegisterBody, 
 from ledger.state._codec import dec, key, n16
 from ledger.state._tx import Tx
 from ledger.state.gec import overlapping_period
-from ledger.state.ranges import HELD, Segment
+from ledger.state.ranges import FROZEN, HELD, Segment, covering
 from ledger.state.units import first_free_serial, freeze_segment, issue_units, retire_units, transfer_units
 
 __all__ = ["HANDLERS"]
@@ -92,6 +92,20 @@ def _untraded(tx: Tx, gec_id: str, owner: str, start: int, end: int) -> list[Seg
     return out
 
 
+def _sold_as_gec(tx: Tx, gec_id: str, start: int, end: int) -> str | None:
+    """The first batch of the GEC project for generation overlapping
+    ``[start, end)`` with a unit that registration did not freeze (it had
+    been traded or retired by then): those MWh already count as GEC."""
+    for _k, raw in tx.kv.scan(key("gpb", gec_id) + b"/"):
+        batch_id = dec(raw)
+        batch = tx.read("ab", "gec", batch_id)
+        if batch is None or not (batch["periodStart"] < end and start < batch["periodEnd"]):
+            continue
+        if any(seg.status != FROZEN for seg in covering(tx.kv, "gec", batch["start"], batch["end"])):
+            return str(batch_id)
+    return None
+
+
 def _register(tx: Tx) -> None:
     body = tx.op.body
     assert isinstance(body, CcerRegisterBody)
@@ -133,6 +147,15 @@ def _verify_report(tx: Tx) -> None:
         raise StateRuleError("period_not_ended", "monitoring period has not ended", "body.periodEnd")
     if overlapping_period(tx, "cpp", body.projectId, body.periodStart, body.periodEnd) is not None:
         raise StateRuleError("period_already_reported", "another report covers part of this period", "body.periodStart")
+    if project["gec"] is not None:
+        counted = _sold_as_gec(tx, project["gec"], body.periodStart, body.periodEnd)
+        if counted is not None:
+            raise StateRuleError(
+                "generation_counted_as_gec",
+                f"GEC batch {counted} of project {project['gec']} certifies part of this generation, and not all"
+                " of it was frozen: some was traded or retired as GEC",
+                "body.periodStart",
+            )
     tx.put({"start": body.periodStart, "report": body.reportId}, "cpp", body.projectId, n16(body.periodEnd))
     tx.put(
         {
