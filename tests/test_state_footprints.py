@@ -84,6 +84,26 @@ def test_a_product_may_not_contain_a_version_of_itself() -> None:
     w.reject(StateRuleError, "component_cycle", "pcf.publish", "STEEL", {"footprint": pact_doc("steel-v2", "50", preceding=["steel"]), "components": [{"pfId": pf_uuid("part"), "quantity": "1", "unit": "kilogram"}]})
 
 
+def test_merged_product_lines_are_all_checked_for_cycles() -> None:
+    w = World()
+    w.publish("STEEL", "steel", "2")
+    w.publish("STEEL", "other", "1")
+    w.ok("pcf.publish", "PARTS", {"footprint": pact_doc("part", "20"), "components": [{"pfId": pf_uuid("steel"), "quantity": "10", "unit": "kilogram"}]})
+    part = [{"pfId": pf_uuid("part"), "quantity": "1", "unit": "kilogram"}]
+    # Naming another product first does not hide that the part contains steel.
+    w.reject(StateRuleError, "component_cycle", "pcf.publish", "STEEL", {"footprint": pact_doc("steel-v2", "50", preceding=["other", "steel"]), "components": part})
+    # PACT's merge: one footprint succeeds two. It carries the first line's
+    # lineage, and its later versions are still checked against both.
+    w.publish("STEEL", "merged", "2", preceding=["other", "steel"])
+    assert {get_footprint(w.kv, pf_uuid(n)).status for n in ("other", "steel")} == {"Deprecated"}
+    w.reject(StateRuleError, "component_cycle", "pcf.publish", "STEEL", {"footprint": pact_doc("merged-v2", "50", preceding=["merged"]), "components": part})
+    # PACT's split: two footprints succeed one.
+    w.publish("STEEL", "coil", "3")
+    w.publish("STEEL", "coil-a", "3", preceding=["coil"])
+    w.publish("STEEL", "coil-b", "3", preceding=["coil"])
+    assert get_footprint(w.kv, pf_uuid("coil-b")).status == "Active"
+
+
 def test_claim_rules() -> None:
     w = World()
     w.gec_project()

@@ -39,9 +39,13 @@ def _dec(text: str) -> Fraction:
 
 @lru_cache(maxsize=4096)
 def _contribution(quantity: str, pcf: str, unit_amount: str) -> Fraction:
-    # A component's share of the declared PCF: quantity x upstream PCF per
-    # upstream declared unit. Each Fraction operation costs microseconds and
-    # the same triples recur, so they are computed once.
+    # A component's share of the declared PCF: quantity (in the upstream's
+    # unit of measurement) x the upstream's PCF per one of those units. In
+    # PACT v3 the PCF is per declared unit, and the declared unit is
+    # declaredUnitAmount of declaredUnitOfMeasurement (PACT ADR 0036: a 12 L
+    # bottle declares 12 liter and the whole bottle's PCF), so per unit of
+    # measurement it is pcf / declaredUnitAmount. Each Fraction operation
+    # costs microseconds and the same triples recur, so they are computed once.
     return _dec(quantity) * _dec(pcf) / _dec(unit_amount)
 
 
@@ -134,7 +138,32 @@ def encode_published(rec: dict[str, Any]) -> bytes:
     ).encode()
 
 
-def _check_acyclic(tx: Tx, lineage: str, components: list[str]) -> None:
+def _lineages(tx: Tx, preds: list[dict[str, Any]]) -> set[str]:
+    """Every product line the new version continues: the lineages of its
+    predecessors and of all their earlier versions. A version records only
+    its first predecessor's lineage, so one that merged several lines (more
+    than one predecessor) hides the others from a walk of lineages alone."""
+    lineages: set[str] = set()
+    seen: set[str] = set()
+    stack = list(preds)
+    while stack:
+        rec = stack.pop()
+        lineages.add(rec["lineage"])
+        for earlier in rec["preceding"]:
+            if earlier in seen:
+                continue
+            seen.add(earlier)
+            if len(seen) > MAX_UPSTREAM_WALK:
+                raise StateRuleError(
+                    "version_history_too_large", "too many earlier versions to check", "body.footprint.precedingPfIds"
+                )
+            found = tx.read("f", earlier)
+            if found is not None:
+                stack.append(found)
+    return lineages
+
+
+def _check_acyclic(tx: Tx, lineages: set[str], components: list[str]) -> None:
     seen: set[str] = set()
     stack = list(reversed(components))
     while stack:
@@ -147,7 +176,7 @@ def _check_acyclic(tx: Tx, lineage: str, components: list[str]) -> None:
         rec = tx.read("f", pf)
         if rec is None:
             continue
-        if rec["lineage"] == lineage:
+        if rec["lineage"] in lineages:
             raise StateRuleError(
                 "component_cycle", f"upstream {pf} is a version of this product", "body.components"
             )
@@ -196,6 +225,8 @@ def _publish(tx: Tx) -> None:
     if tx.exists("f", pf_id):
         raise StateRuleError("footprint_exists", "footprint ids are unique forever", "body.footprint.id")
     # (1) Predecessors: same owner; the Active ones get deprecated below.
+    # Several may be named (PACT's merge of footprints), and one may be
+    # named by several (its split).
     preds: list[tuple[str, dict[str, Any]]] = []
     for i, pred_id in enumerate(summary.preceding):
         where = f"body.footprint.precedingPfIds[{i}]"
@@ -228,7 +259,7 @@ def _publish(tx: Tx) -> None:
     # new lineage that nothing existing can reference, so only re-versions
     # need the upstream walk.
     if preds:
-        _check_acyclic(tx, lineage, [c["pf"] for c in components])
+        _check_acyclic(tx, _lineages(tx, [rec for _, rec in preds]), [c["pf"] for c in components])
     declared = _dec(summary.pcf)
     if declared.numerator * den < num * declared.denominator:  # declared < num / den
         raise StateRuleError(
