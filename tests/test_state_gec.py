@@ -121,8 +121,10 @@ def test_expired_units_cannot_move() -> None:
     w = World()
     w.gec_project()
     s, e = w.gec_issue("B1", 100, validity=T0 + 1000)
+    w.time = T0 + 999  # the last second they are valid
     w.ok("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"})
-    w.time = T0 + 1001
+    assert batch_supply(w.kv, "gec", "B1", w.time).expired == 0
+    w.time = T0 + 1000  # the validity end: expired, as issuance has it
     w.reject(StateRuleError, "units_expired", "gec.transfer", "GEN", {"start": s + 10, "end": s + 20, "to": "STEEL"})
     w.reject(StateRuleError, "units_expired", "gec.retire", "STEEL", {"start": s, "end": s + 10, "beneficiary": "x", "periodStart": 0, "periodEnd": 1})
     supply = batch_supply(w.kv, "gec", "B1", w.time)

@@ -429,11 +429,11 @@ class Supply:
 
 
 def batch_supply(kv: KV, kind: str, batch_id: str, time: int) -> Supply:
-    """Count a batch's units by status at ``time`` (held units past the
-    batch's validity end count as expired). Scans the batch's segments only."""
+    """Count a batch's units by status at ``time`` (held units count as
+    expired from the batch's validity end on). Scans the batch's segments only."""
     b = get_batch(kv, kind, batch_id)
     counts = {"held": 0, "retired": 0, "frozen": 0, "expired": 0}
-    expired = b.validity_end is not None and b.validity_end < time
+    expired = b.validity_end is not None and b.validity_end <= time
     for seg in covering(kv, kind, b.start, b.end):
         n = min(seg.end, b.end) - max(seg.start, b.start)
         status = seg.status

@@ -162,7 +162,9 @@ def check_movable(tx: Tx, kind: str, start: int, end: int) -> list[Segment]:
             # contiguous, so each batch is checked once.
             rec = tx.read("ab", kind, batch)
             end_of_validity = None if rec is None else rec.get("validityEnd")
-            if end_of_validity is not None and end_of_validity < tx.ctx.time:
+            # Valid until, not through, the validity end: issuance refuses a
+            # validity end that is not in the future by the same measure.
+            if end_of_validity is not None and end_of_validity <= tx.ctx.time:
                 raise StateRuleError("units_expired", "units past their validity end", "body.start")
             checked = batch
     return segs
