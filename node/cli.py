@@ -135,7 +135,7 @@ def _address(text: str) -> str:
     as given: grpc treats a port it cannot use as ``0`` and listens on a
     random one instead of refusing."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port from 0 to 65535")
     return text
 

@@ -6,7 +6,7 @@ import base64
 
 from ledger.errors import MalformedError
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "decode_token", "encode_token", "page_size"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "decode_int_token", "decode_token", "encode_token", "page_size", "token_number"]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -39,10 +39,15 @@ def decode_token(rpc: str, token: str) -> str | None:
     return text[len(head) :]
 
 
+def token_number(text: str) -> int:
+    """A whole number inside a token: ASCII digits only (``str.isdigit()``
+    takes "²", which ``int()`` refuses), below 2**64 like the indexes and
+    sizes the store keys; MalformedError otherwise."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or int(text) >= 1 << 64:
+        raise MalformedError("page_token", "not a token this server issued")
+    return int(text)
+
+
 def decode_int_token(rpc: str, token: str) -> int | None:
     value = decode_token(rpc, token)
-    if value is None:
-        return None
-    if not value.isdigit() or len(value) > 20:
-        raise MalformedError("page_token", "not a token this server issued")
-    return int(value)
+    return None if value is None else token_number(value)

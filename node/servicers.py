@@ -325,9 +325,7 @@ class ReconcileServicer(reconcile_pb2_grpc.ReconcileServicer):
         if resume is not None:
             # Later pages must be read at the same size as the first.
             token_size, _, token_offset = resume.partition(":")
-            if not (token_size.isdigit() and token_offset.isdigit()):
-                raise MalformedError("page_token", "not a token this server issued")
-            size, offset = int(token_size), int(token_offset)
+            size, offset = paging.token_number(token_size), paging.token_number(token_offset)
             if size == 0:
                 raise MalformedError("page_token", "not a token this server issued")
         rows = [BookRow(r.account, r.kind, r.batch, r.start, r.end, r.amount) for r in request.rows]

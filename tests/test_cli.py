@@ -269,6 +269,10 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
          "not a signed-note private key"),
         (["reconcile", str(cli.tmp / "keys" / "steel.vkey")], "header row"),
         (["policy", "--log-vkey", "nonsense"], "verifier key"),
+        # Digits of other scripts: int() refuses "²" and reads "١" as 1.
+        (["gec", "transfer", "²-³", "--to", "EXCH", *key_args], "bad range"),
+        (["gec", "transfer", "١-٢", "--to", "EXCH", *key_args], "bad range"),
+        (["gec", "retire", "0-5", "--beneficiary", "x", "--period", "²", "5", *key_args], "bad date"),
     ]
     bad_json = cli.tmp / "bad.json"
     bad_json.write_text("{not json")

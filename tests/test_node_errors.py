@@ -28,6 +28,7 @@ from ledger.errors import (
 )
 from ledger.keys import Signer
 from node.errors import CannotListen, rpc_status_of
+from node.paging import encode_token
 from node.server import create_server
 from tests.test_node_support import Net, RunningNode, open_ledger
 
@@ -186,11 +187,29 @@ def test_unknown_ids_are_not_found(node: RunningNode, call: Any) -> None:
     lambda s, q: q.GetUnit(query_pb2.GetUnitRequest(kind="bitcoin", serial=1), timeout=5),
     lambda s, q: q.ListUnitHistory(query_pb2.ListUnitHistoryRequest(kind="gec", start=5, end=5), timeout=5),
     lambda s, q: q.ListHoldings(query_pb2.ListHoldingsRequest(account="STEEL", page_token="x"), timeout=5),
+    # Tokens shaped like the node's own, holding what no token of its holds:
+    # a number past 64 bits, or digits int() refuses ("²") or reads ("١").
+    lambda s, q: s.ListEntries(log_pb2.ListEntriesRequest(page_token=encode_token("entries", str(1 << 64))), timeout=5),
+    lambda s, q: s.ListEntries(log_pb2.ListEntriesRequest(page_token=encode_token("entries", "²")), timeout=5),
+    lambda s, q: s.ListEntries(log_pb2.ListEntriesRequest(page_token=encode_token("entries", "١")), timeout=5),
+    lambda s, q: q.ListUnitHistory(query_pb2.ListUnitHistoryRequest(kind="gec", start=0, end=10, page_token=encode_token("history", "²")), timeout=5),
+    lambda s, q: q.ListUnitHistory(query_pb2.ListUnitHistoryRequest(kind="gec", start=0, end=10, page_token=encode_token("history", "99999999999999999999")), timeout=5),
 ])  # fmt: skip
 def test_bad_requests_are_invalid_argument(node: RunningNode, call: Any) -> None:
     with grpc.insecure_channel(node.target) as channel:
         stubs = log_pb2_grpc.LogStub(channel), query_pb2_grpc.QueryStub(channel)
         _fails(node, lambda: call(*stubs), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+@pytest.mark.parametrize("value", ["²:0", "5:²", f"{1 << 64}:0", "5:99999999999999999999", "0:0"])
+def test_reconcile_tokens_the_node_did_not_issue_are_invalid_argument(node: RunningNode, value: str) -> None:
+    from carbonledger.v1 import reconcile_pb2, reconcile_pb2_grpc
+
+    with grpc.insecure_channel(node.target) as channel:
+        stub = reconcile_pb2_grpc.ReconcileStub(channel)
+        request = reconcile_pb2.ReconcileRequest(page_token=encode_token("reconcile", value))
+        err, _ = _fails(node, lambda: stub.Reconcile(request, timeout=5), grpc.StatusCode.INVALID_ARGUMENT)
+        assert "page_token" in err.details()
 
 
 def test_unexpected_errors_are_internal_and_leak_nothing(node: RunningNode, stub: Any) -> None:

@@ -184,7 +184,7 @@ def parse_range(text: str) -> tuple[int, int]:
     (``gec:1000-2000``). A ``gec:``/``ccer:`` prefix is allowed."""
     body = text.split(":", 1)[1] if ":" in text else text
     parts = body.split("-")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
         raise UsageError(f"bad range {text!r}: write START-END, e.g. 1000-2000 (END exclusive)")
     start, end = int(parts[0]), int(parts[1])
     if not start < end:
@@ -205,7 +205,7 @@ def check_serial(value: int, what: str) -> None:
 def parse_time(text: str) -> int:
     """Unix seconds from ``YYYY-MM-DD`` (UTC midnight), an RFC 3339 date-time,
     or a plain integer of seconds."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     try:
         if len(text) == 10:

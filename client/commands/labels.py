@@ -92,7 +92,7 @@ def make_policy(log_vkey: str, witnesses: list[tuple[str, str]], quorum: str | N
                 raise UsageError("--quorum needs at least one --witness")
             name = "none"
         else:
-            k = len(wits) if q == "all" else 1 if q == "any" else int(q) if q.isdigit() else -1
+            k = len(wits) if q == "all" else 1 if q == "any" else int(q) if q.isascii() and q.isdigit() else -1
             if not 1 <= k <= len(wits):
                 raise UsageError(f"bad --quorum {q!r}: all, any, none, or 1..{len(wits)}")
             groups = (PolicyGroup("witnesses", k, tuple(w.name for w in wits)),)

@@ -75,6 +75,6 @@ class WriterLock:
 def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode().strip()
-        return int(text) if text.isdigit() else None
+        return int(text) if text.isascii() and text.isdigit() else None
     except (OSError, UnicodeDecodeError):
         return None
