@@ -269,6 +269,7 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
          "not a signed-note private key"),
         (["reconcile", str(cli.tmp / "keys" / "steel.vkey")], "header row"),
         (["policy", "--log-vkey", "nonsense"], "verifier key"),
+        (["checkpoint", "--tls-ca", str(cli.tmp / "keys" / "steel.vkey")], "steel.vkey: not a PEM certificate"),
         # Digits of other scripts: int() refuses "²" and reads "١" as 1.
         (["gec", "transfer", "²-³", "--to", "EXCH", *key_args], "bad range"),
         (["gec", "transfer", "١-٢", "--to", "EXCH", *key_args], "bad range"),
@@ -323,6 +324,12 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
             cli(*argv)
         assert exit_.value.code == 2
         assert "is not a tree size or an entry index" in cli.capsys.readouterr().err
+    # A port grpc would wrap round (99999 dials 34463), or none at all.
+    for node in ("127.0.0.1:99999", "", "127.0.0.1"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["checkpoint", "--node", node])
+        assert exit_.value.code == 2
+        assert f"argument --node: {node!r} is not HOST:PORT with a port from 1 to 65535" in cli.capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         cli("watch", "--count", "-1")
     assert exit_.value.code == 2

@@ -77,6 +77,16 @@ def seconds(text: str) -> float:
     return value
 
 
+def node_address(text: str) -> str:
+    """An argparse type for ``--node``: ``HOST:PORT`` (``[v6]:PORT``) with a
+    port from 1 to 65535. grpc dials a port past 65535 wrapped round (99999
+    as 34463), so a typo could reach another service."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port from 1 to 65535")
+    return text
+
+
 def _whole_number(text: str, what: str) -> int:
     """``text`` as a whole number the wire's uint64 fields can carry, or an
     argparse error naming ``what`` it should have been."""
@@ -103,7 +113,7 @@ def count(text: str) -> int:
 def add_node_options(p: argparse.ArgumentParser) -> None:
     """``--node``, TLS files, ``--timeout`` and ``--json``."""
     g = p.add_argument_group("node")
-    g.add_argument("--node", default=os.environ.get("CARBONLEDGER_NODE", DEFAULT_NODE),
+    g.add_argument("--node", type=node_address, default=os.environ.get("CARBONLEDGER_NODE", DEFAULT_NODE),
                    help=f"HOST:PORT of the node (env CARBONLEDGER_NODE; default {DEFAULT_NODE})")
     g.add_argument("--tls-ca", metavar="PEM", help="CA certificates that signed the node's certificate (TLS)")
     g.add_argument("--tls-cert", metavar="PEM", help="client certificate chain (mTLS)")
@@ -237,11 +247,30 @@ def connect(args: argparse.Namespace) -> Any:
         if bool(args.tls_cert) != bool(args.tls_key):
             raise UsageError("--tls-cert and --tls-key go together")
 
-        def pem(path: str | None) -> bytes | None:
-            return read_text(path, "PEM file").encode() if path else None
+        def pem(path: str | None, what: str) -> bytes | None:
+            # Checked here: grpc takes any bytes, logs its own errors and
+            # fails every call later with no reason.
+            if not path:
+                return None
+            data = read_text(path, "PEM file").encode()
+            try:
+                if what == "private key":
+                    serialization.load_pem_private_key(data, password=None)
+                else:
+                    x509.load_pem_x509_certificates(data)
+            except ValueError:
+                raise UsageError(f"{path}: not a PEM {what}") from None
+            except TypeError as exc:  # an encrypted key: grpc takes none
+                raise UsageError(f"{path}: {exc}") from None
+            return data
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
 
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=pem(args.tls_ca), private_key=pem(args.tls_key), certificate_chain=pem(args.tls_cert)
+            root_certificates=pem(args.tls_ca, "certificate"),
+            private_key=pem(args.tls_key, "private key"),
+            certificate_chain=pem(args.tls_cert, "certificate"),
         )
     return LedgerClient(args.node, credentials=credentials, timeout=args.timeout, retries=2)
 
