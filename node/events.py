@@ -21,12 +21,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ledger.envelope import parse_envelope
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, MalformedError
 from ledger.kv import KV
 from ledger.records import parse_operation
+from ledger.records.ops import OP_TYPES
 from ledger.state import queries
 
-__all__ = ["EventFilter", "LedgerEvent", "events_for_entry"]
+__all__ = ["KINDS", "EventFilter", "LedgerEvent", "events_for_entry"]
 
 _RETIRE_OPS = {"gec.retire": "gec", "ccer.cancel": "ccer"}
 _TRANSFER_OPS = {"gec.transfer": "gec", "ccer.transfer": "ccer"}
@@ -42,13 +43,25 @@ class LedgerEvent:
     refs: tuple[str, ...] = ()
 
 
+#: Every kind :func:`events_for_entry` makes.
+KINDS = frozenset({"entry", "units.transferred", "units.retired", "footprint.deprecated", "footprint.stale"})
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """Empty sets match everything."""
+    """Empty sets match everything. A kind or operation type that no event
+    can have is refused (MalformedError): a subscriber with a typo would
+    otherwise wait for ever."""
 
     kinds: frozenset[str] = frozenset()
     op_types: frozenset[str] = frozenset()
     accounts: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        for field, given, known in (("kinds", self.kinds, KINDS), ("op_types", self.op_types, OP_TYPES.keys())):
+            unknown = sorted(given - known)
+            if unknown:
+                raise MalformedError(field, f"no event has {unknown[0][:64]!r}; known: {', '.join(sorted(known))}")
 
     def matches(self, event: LedgerEvent) -> bool:
         if self.kinds and event.kind not in self.kinds:

@@ -334,6 +334,11 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
         cli("watch", "--count", "-1")
     assert exit_.value.code == 2
     assert "argument --count: -1 is not a count (0 or more)" in cli.capsys.readouterr().err
+    for duration in ("-1", "nan"):  # a watch that ends before it starts, silently
+        with pytest.raises(SystemExit) as exit_:
+            cli("watch", "--duration", duration)
+        assert exit_.value.code == 2
+        assert f"argument --duration: {duration} is not a positive number of seconds" in cli.capsys.readouterr().err
     # A deadline that no call could meet.
     for timeout in ("0", "-1", "nan", "inf"):
         with pytest.raises(SystemExit) as exit_:

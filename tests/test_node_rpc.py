@@ -15,9 +15,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from client.sdk import BookRow, LedgerClient
 from ledger.envelope import parse_envelope
+from ledger.errors import MalformedError
 from ledger.merkle import leaf_hash
 from ledger.merkle.verify import verify_consistency, verify_inclusion
 from ledger.tlog_proof import parse_tlog_proof
+from node.events import KINDS
 from tests.test_node_support import Net, RunningNode, open_ledger, pf_uuid
 
 
@@ -140,6 +142,12 @@ def test_subscribe_replays_history_then_streams_live(client: LedgerClient, world
     # Resuming from an index replays the same event.
     again = next(client.subscribe(dep.index, kinds=["footprint.stale"], timeout=20))
     assert again == ev
+    # Every kind the stream carried is one a subscriber may ask for.
+    assert {e.kind for e in seen} | {ev.kind} <= KINDS
+    # A kind or operation no event has is refused at once, not waited for.
+    for kw, name in ((dict(kinds=["footprint.stael"]), "kinds"), (dict(op_types=["gec.transfr"]), "op_types")):
+        with pytest.raises(MalformedError, match=f"malformed {name}: no event has"):
+            next(client.subscribe(0, timeout=20, **kw))
 
 
 def test_reconcile_reports_mismatches_with_proving_entries(client: LedgerClient, world: Net, node: RunningNode) -> None:

@@ -16,6 +16,7 @@ from client.commands._common import (
     index_or_size,
     parse_range,
     progress,
+    seconds,
 )
 
 __all__ = ["register"]
@@ -159,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("watch", help="stream events: history from --from, then live")
     p.add_argument("--from", dest="from_index", type=index_or_size, default=0, metavar="INDEX")
     p.add_argument("--count", type=count, default=0, help="stop after this many events (0: never)")
-    p.add_argument("--duration", type=float, default=24 * 3600.0, help="stop after this many seconds")
+    p.add_argument("--duration", type=seconds, default=24 * 3600.0, help="stop after this many seconds")
     p.add_argument("--kind", action="append", help="event kind, e.g. footprint.stale; repeatable")
     p.add_argument("--op", action="append", help="operation type of entry events, e.g. pcf.publish; repeatable")
     p.add_argument("--account", action="append", help="only events naming this org; repeatable")
