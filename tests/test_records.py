@@ -236,6 +236,37 @@ def test_operation_header_rules(data: bytes, field: str) -> None:
     assert err.value.what == field
 
 
+_K1, _K2 = Signer.from_seed("k1", bytes(32)), Signer.from_seed("k2", b"\x01" * 32)
+_ISSUE = {"batchId": "B1", "projectId": "P1", "periodStart": 100, "periodEnd": 200, "quantity": 5, "validityEnd": 300}
+_RETIRE = {"start": 0, "end": 5, "beneficiary": "x", "periodStart": 100, "periodEnd": 200}
+_VALIDATE = {"projectId": "C1", "name": "n", "methodology": "m", "proponent": "GEN", "creditingStart": 100, "creditingEnd": 200, "statement": "s"}
+_REPORT = {"reportId": "R1", "projectId": "C1", "periodStart": 100, "periodEnd": 200, "reductions": 5, "statement": "s"}
+_AUTHORITY = org_spec("AUTH", "Authority", ["authority"], [_K1])
+
+
+@pytest.mark.parametrize(
+    ("op", "good", "bad", "field"),
+    [
+        ("gec.issue", _ISSUE, {**_ISSUE, "validityEnd": 200}, "body.validityEnd"),
+        ("gec.issue", _ISSUE, {**_ISSUE, "periodEnd": 100}, "body.periodEnd"),
+        ("gec.retire", _RETIRE, {**_RETIRE, "periodEnd": 100}, "body.periodEnd"),
+        ("ccer.cancel", {**_RETIRE, "purpose": "p"}, {**_RETIRE, "purpose": "p", "periodStart": 300}, "body.periodEnd"),
+        ("ccer.validate_project", _VALIDATE, {**_VALIDATE, "creditingEnd": 100}, "body.creditingEnd"),
+        ("ccer.verify_report", _REPORT, {**_REPORT, "periodEnd": 99}, "body.periodEnd"),
+        ("org.rotate_key", {"orgId": "A", "oldKey": _K1.vkey, "newKey": _K2.vkey}, {"orgId": "A", "oldKey": _K1.vkey, "newKey": _K1.vkey}, "body.newKey"),
+        ("genesis", {"authorities": [_AUTHORITY]}, {"authorities": [{**_AUTHORITY, "roles": ["supplier"]}]}, "body.authorities[0].roles"),
+        ("genesis", {"authorities": [_AUTHORITY]}, {"authorities": [_AUTHORITY, _AUTHORITY]}, "body.authorities"),
+    ],
+)  # fmt: skip
+def test_cross_field_rules(op: str, good: dict[str, Any], bad: dict[str, Any], field: str) -> None:
+    """Rules between fields of one body: the good body passes, the bad one
+    is refused naming the field."""
+    parse_operation(op_payload(op, "AUTH", 1, good))
+    with pytest.raises(MalformedError) as err:
+        parse_operation(op_payload(op, "AUTH", 1, bad))
+    assert err.value.what == field
+
+
 def test_org_keys_are_checked() -> None:
     good = Signer.from_seed("acme", bytes(32))
     spec = org_spec("ACME", "Acme", ["supplier"], [good])
