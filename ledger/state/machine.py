@@ -3,8 +3,9 @@
 :meth:`StateMachine.apply` runs, in order: (1) parse the DSSE envelope and its
 payload; (2) verify signatures unless the caller already did; (3) check the
 payload's time against the block time; (4) check that the acting org exists
-and that a current key of it signed; (5) run the operation's handler, which
-checks its rules and only then writes. No clock, no randomness, and no
+and that a current key of it signed; (5) check that the same signed operation
+was not applied before, in any envelope; (6) run the operation's handler,
+which checks its rules and only then writes. No clock, no randomness, and no
 iteration over unordered collections: replaying the same entries with the same
 contexts makes the same writes in the same order.
 
@@ -32,9 +33,9 @@ __all__ = ["MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE", "Prepared", "StateMachi
 #: v2: a segment rewrite no longer deletes a key it writes again, so the
 #: write list, and with it every block's state digest, differs from v1's.
 #: v3: an operation is applied once (the replay guard below), a CCER report
-#: may not credit generation already sold or retired as GEC, a footprint
-#: version has one successor and one product line, and GEC units are
-#: expired from their validity end on, as issuance always held.
+#: may not credit generation already sold or retired as GEC, a new footprint
+#: version is checked for cycles against every product line it continues,
+#: GEC units expire at their validity end, and no batch runs past MAX_SERIAL.
 #: This code cannot replay an older ledger's digests, so it refuses to open one
 #: (``unknown state machine 'carbonledger/v2'``) rather than fail its audit.
 MACHINE_ID = "carbonledger/v3"
