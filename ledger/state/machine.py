@@ -59,7 +59,7 @@ class Prepared:
     """
 
     entry_digest: str  # SHA-256 of the entry bytes, hex
-    payload_digest: str  # SHA-256 of the signed payload, hex: the replay guard's key
+    replay_key: bytes  # the replay guard's record of this operation (see _replay_key)
     envelope: Envelope
     op: Operation
     verified: frozenset[str] | None = None
@@ -87,7 +87,7 @@ class StateMachine:
         op = parse_operation(env.payload)
         return Prepared(
             hashlib.sha256(entry).hexdigest(),
-            hashlib.sha256(env.payload).hexdigest(),
+            _replay_key(op.time, env.payload),
             env,
             op,
             verified_keys(env) if verify else None,
@@ -132,7 +132,7 @@ class StateMachine:
         # (4) Acting org and key.
         tx.org = _authorize(tx, op, verified)
         # (5) Not applied before, in any envelope.
-        seen = _seen_key(op.time, prepared.payload_digest)
+        seen = prepared.replay_key
         earlier = kv.get(seen)
         if earlier is not None:
             raise StateRuleError(
@@ -140,7 +140,8 @@ class StateMachine:
             )
         # (6) The operation's own rules.
         _HANDLERS[op.op](tx)
-        _forget_expired(kv, ctx.time - MAX_OP_AGE)
+        if ctx.index % _FORGET_EVERY == 0:
+            _forget_expired(kv, ctx.time - MAX_OP_AGE)
         kv.put(seen, str(ctx.index).encode())
         return Applied(op.op, tuple(tx.events))
 
@@ -151,12 +152,17 @@ class StateMachine:
 # under its own time, for as long as that time lets it be sequenced
 # (MAX_OP_AGE): past that the time check refuses it anyway, so older records
 # are dropped (the block time never goes back). An org that means to sign the
-# same operation twice sets a different ``nonce``.
+# same operation twice sets a different ``nonce``. Old records are dropped
+# by every _FORGET_EVERY-th entry index, not each entry: a walk costs more
+# than the few records that wait for it.
 _SEEN = b"rp/"
+_FORGET_EVERY = 64
 
 
-def _seen_key(op_time: int, payload_digest: str) -> bytes:
-    return b"%s%016x/%s" % (_SEEN, op_time, payload_digest.encode())
+def _replay_key(op_time: int, payload: bytes) -> bytes:
+    """``rp/{time}/{SHA-256 of the payload, hex}``: made in prepare's
+    parallel stage, since it needs no state."""
+    return b"%s%016x/%s" % (_SEEN, op_time, hashlib.sha256(payload).hexdigest().encode())
 
 
 def _forget_expired(kv: KV, oldest_time: int) -> None:
