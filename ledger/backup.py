@@ -17,6 +17,7 @@ cluster, a restored node catches up from its peers instead.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -61,7 +62,7 @@ def backup_ledger(
     :class:`LedgerError` for a bad source or destination,
     :class:`StorageError` if the copy cannot be written, and
     :class:`~ledger.errors.AuditDiscrepancy` if the copy does not audit; in
-    every case nothing is left at ``dest``.
+    each of these cases nothing is left at ``dest``.
     """
     src, dst = Path(source), Path(dest)
     if not (src / _DATA_FILE).is_file():
@@ -83,10 +84,10 @@ def backup_ledger(
             store.close()
         report = _audit_copy(staging, Verifier.from_vkey(vkey or stored_vkey), progress)
         os.replace(staging, dst)  # replaces an empty directory, never a full one
-        _fsync_dir(dst.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _fsync_dir(dst.parent)  # the copy is whole and audited: make its name durable
     return BackupReport(dst, report.origin, report.entries, report.root, report.state_digest,
                         (dst / _DATA_FILE).stat().st_size)  # fmt: skip
 
@@ -106,7 +107,8 @@ def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError as exc:  # some file systems cannot sync a directory
-        raise StorageError(f"cannot sync directory {path}: {exc.strerror}") from exc
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems that cannot sync a directory
+            raise StorageError(f"cannot sync directory {path}: {exc.strerror}") from exc
     finally:
         os.close(fd)
