@@ -247,6 +247,9 @@ def connect(args: argparse.Namespace) -> Any:
         if bool(args.tls_cert) != bool(args.tls_key):
             raise UsageError("--tls-cert and --tls-key go together")
 
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         def pem(path: str | None, what: str) -> bytes | None:
             # Checked here: grpc takes any bytes, logs its own errors and
             # fails every call later with no reason.
@@ -263,9 +266,6 @@ def connect(args: argparse.Namespace) -> Any:
             except TypeError as exc:  # an encrypted key: grpc takes none
                 raise UsageError(f"{path}: {exc}") from None
             return data
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
 
         credentials = grpc.ssl_channel_credentials(
             root_certificates=pem(args.tls_ca, "certificate"),
