@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from ledger.errors import PermissionDenied, StateRuleError
+from ledger.state import footprints
 from ledger.state.queries import downstream_of, footprint_versions, get_footprint, get_unit
 from tests.test_state_world import T0, Y2024, World, pact_doc, pf_uuid
 
@@ -174,3 +177,26 @@ def test_worked_supply_chain_steel_part_car() -> None:
     # The door maker re-versions on steel v2; the new door is fresh.
     w.publish("PARTS", "door-v2", "24", preceding=["door"], components=[{"pfId": pf_uuid("steel-v2"), "quantity": "10", "unit": "kilogram"}])
     assert not get_footprint(w.kv, pf_uuid("door-v2")).stale
+
+
+def test_upstream_walks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A re-version walks its upstream graph and its version history, each
+    # bounded by MAX_UPSTREAM_WALK footprints. The bound is lowered here so
+    # that a small graph reaches it; the checks read it when they run.
+    monkeypatch.setattr(footprints, "MAX_UPSTREAM_WALK", 3)
+    w = World()
+    kg = [{"quantity": "1", "unit": "kilogram"}]
+    for name in ("steel", "a", "b", "c"):
+        w.publish("STEEL", name, "1")
+    w.publish("PARTS", "part", "2", components=[{"pfId": pf_uuid("a"), **kg[0]}, {"pfId": pf_uuid("b"), **kg[0]}])
+    # part, a, b: three footprints to walk, the most allowed.
+    w.publish("STEEL", "steel-v2", "2", preceding=["steel"], components=[{"pfId": pf_uuid("part"), **kg[0]}])
+    too_large = {"footprint": pact_doc("steel-v3", "3", preceding=["steel-v2"]), "components": [{"pfId": pf_uuid("part"), **kg[0]}, {"pfId": pf_uuid("c"), **kg[0]}]}
+    w.reject(StateRuleError, "component_graph_too_large", "pcf.publish", "STEEL", too_large)
+    # Version history: a new version walks every earlier version of its
+    # predecessor. steel-v5 walks v3, v2 and steel (three); v6 would walk four.
+    for n in (3, 4, 5):
+        w.publish("STEEL", f"steel-v{n}", "2", preceding=[f"steel-v{n - 1}"])
+    err = w.reject(StateRuleError, "version_history_too_large", "pcf.publish", "STEEL", {"footprint": pact_doc("steel-v6", "2", preceding=["steel-v5"])})
+    assert err.field == "body.footprint.precedingPfIds"
+    assert get_footprint(w.kv, pf_uuid("steel-v5")).status == "Active"

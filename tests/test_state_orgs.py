@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ledger.errors import PermissionDenied, StateRuleError
 from ledger.records.build import org_spec
+from ledger.state.orgs import MAX_PAST_KEYS
 from ledger.state.queries import get_org
-from tests.test_state_world import World
+from tests.test_state_world import World, pact_doc
 
 P_BODY = {"projectId": "P1", "name": "x", "technology": "solar", "capacityKw": 1, "location": "x", "owner": "GEN"}
 
@@ -72,3 +73,25 @@ def test_rotate_and_revoke() -> None:
     info = get_org(w.kv, "GEN")
     assert [k.status for k in info.keys] == ["current", "rotated", "rotated"]
     assert get_org(w.kv, "TWO").keys[-1].status == "revoked"
+
+
+def test_an_org_retires_at_most_max_past_keys() -> None:
+    # An org's record keeps every key it has used, so their number is bounded.
+    w = World()
+    first, spare = w.key("TWO"), w.key("TWO", 1)
+    w.ok("org.register", "AUTH", org_spec("TWO", "Two", ["supplier"], [first, spare]))
+    w.signers["TWO"] = first
+    current = spare
+    for n in range(2, MAX_PAST_KEYS + 2):
+        nxt = w.key("TWO", n)
+        w.ok("org.rotate_key", "TWO", {"orgId": "TWO", "oldKey": current.vkey, "newKey": nxt.vkey})
+        current = nxt
+    assert len(get_org(w.kv, "TWO").keys) == MAX_PAST_KEYS + 2
+    nxt = w.key("TWO", MAX_PAST_KEYS + 2)
+    w.reject(StateRuleError, "too_many_keys", "org.rotate_key", "TWO", {"orgId": "TWO", "oldKey": current.vkey, "newKey": nxt.vkey})
+    w.reject(StateRuleError, "too_many_keys", "org.revoke_key", "AUTH", {"orgId": "TWO", "key": first.vkey, "reason": "lost"})
+    # Nothing changed: both current keys still act for the org.
+    info = get_org(w.kv, "TWO")
+    assert [k.vkey for k in info.keys if k.status == "current"] == [first.vkey, current.vkey]
+    w.publish("TWO", "signed-by-first", "1")
+    w.ok("pcf.publish", "TWO", {"footprint": pact_doc("signed-by-latest", "1")}, signers=[current])
