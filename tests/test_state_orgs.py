@@ -88,7 +88,8 @@ def test_an_org_retires_at_most_max_past_keys() -> None:
         current = nxt
     assert len(get_org(w.kv, "TWO").keys) == MAX_PAST_KEYS + 2
     nxt = w.key("TWO", MAX_PAST_KEYS + 2)
-    w.reject(StateRuleError, "too_many_keys", "org.rotate_key", "TWO", {"orgId": "TWO", "oldKey": current.vkey, "newKey": nxt.vkey})
+    err = w.reject(StateRuleError, "too_many_keys", "org.rotate_key", "TWO", {"orgId": "TWO", "oldKey": current.vkey, "newKey": nxt.vkey})
+    assert f"already retired {MAX_PAST_KEYS} keys" in str(err)
     w.reject(StateRuleError, "too_many_keys", "org.revoke_key", "AUTH", {"orgId": "TWO", "key": first.vkey, "reason": "lost"})
     # Nothing changed: both current keys still act for the org.
     info = get_org(w.kv, "TWO")

@@ -98,7 +98,9 @@ def _current(org: dict[str, Any], vkey: str, field_name: str) -> int:
 
 def _retire_key(tx: Tx, org: dict[str, Any], slot: int, status: str) -> None:
     if len(org["past"]) >= MAX_PAST_KEYS:
-        raise StateRuleError("too_many_keys", "the org has used too many keys", "body")
+        raise StateRuleError(
+            "too_many_keys", f"the org has already retired {MAX_PAST_KEYS} keys, the most an org record keeps", "body"
+        )
     entry = org["keys"].pop(slot)
     org["past"].append({**entry, "status": status, "removed": tx.ctx.index})
 
