@@ -35,7 +35,7 @@ def witness_app(witness: Witness) -> web.Application:
     async def add_checkpoint(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_ADD_CHECKPOINT_BYTES:
             return web.Response(status=400, text="request too large\n")
-        body = await request.content.read(MAX_ADD_CHECKPOINT_BYTES + 1)
+        body = await _read_body(request, MAX_ADD_CHECKPOINT_BYTES + 1)
         try:
             old, proof, note = parse_add_checkpoint(body)
             line = await asyncio.to_thread(witness.add_checkpoint, note, old, proof)
@@ -43,13 +43,30 @@ def witness_app(witness: Witness) -> web.Application:
             return web.Response(status=400, text=f"{exc}\n")
         except WitnessRefused as exc:
             if exc.kind == "conflict":
-                return web.Response(status=409, text=f"{exc.known_size}\n", content_type=_SIZE_TYPE)
+                # Exactly this media type, no charset parameter: clients
+                # compare the header with text/x.tlog.size before reading the size.
+                return web.Response(
+                    status=409, body=f"{exc.known_size}\n".encode(), headers={"Content-Type": _SIZE_TYPE}
+                )
             return web.Response(status=exc.http_status, text=f"{exc}\n")
         return web.Response(status=200, text=line)
 
     app = web.Application(client_max_size=MAX_ADD_CHECKPOINT_BYTES + 1024)
     app.router.add_post("/add-checkpoint", add_checkpoint)
     return app
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, whole, or its first ``limit`` bytes if it is longer.
+    One ``content.read(n)`` returns only what has arrived so far, and a body
+    may come in several TCP segments."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await request.content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 class WitnessHttpServer:
