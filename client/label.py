@@ -406,6 +406,15 @@ class _Opened:
     keys: tuple[str, ...]
 
 
+def _key_name(keyid: str) -> str:
+    """The key name in an envelope signature's keyid (a verifier key text),
+    or the keyid itself, cut short, if it is not one."""
+    try:
+        return Verifier.from_vkey(keyid).name
+    except MalformedError:
+        return keyid[:64]
+
+
 def _located(exc: LedgerError, where: str) -> LedgerError:
     """The same error, its message prefixed with where in the label it arose,
     keeping its type (callers catch QuorumNotMet, InvalidSignature...)."""
@@ -478,23 +487,22 @@ class _LabelVerifier:
             op = parse_operation(env.payload)
         except MalformedError as exc:
             raise _located(exc, where) from None
+        # The ledger's rule: an entry stands on the signatures that verify
+        # (one by a current key of the acting org is what the state machine
+        # asks), and one that does not verify beside them is ignored. Refusing
+        # the whole entry for it would let anyone who can add a junk signature
+        # to an entry of theirs break every label that includes it.
         good = verified_keys(env)
-        for sig in env.signatures:
-            if sig.keyid not in good:
-                try:
-                    name = Verifier.from_vkey(sig.keyid).name
-                except MalformedError:
-                    name = sig.keyid[:64]
-                raise _located(
-                    InvalidSignature(name, None, "envelope signature does not verify"), where
-                )
+        if not good:
+            names = ", ".join(_key_name(sig.keyid) for sig in env.signatures)
+            raise _located(InvalidSignature(names, None, "no signature of the envelope verifies"), where)
         if op.op not in ops:
             raise BrokenLink(where, f"is a {op.op} entry, expected {' or '.join(ops)}")
         return _Opened(
             item.proof.index,
             hashlib.sha256(item.entry).hexdigest(),
             op,
-            tuple(s.keyid for s in env.signatures),
+            tuple(s.keyid for s in env.signatures if s.keyid in good),
         )
 
     def node(self, node: LabelNode, path: str, depth: int) -> tuple[LabelReport, dict[str, str]]:

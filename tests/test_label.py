@@ -28,6 +28,7 @@ from client.label import (
     verify_label,
 )
 from ledger.checkpoint import cosign_checkpoint
+from ledger.envelope import Envelope, EnvelopeSignature, encode_envelope, sign_envelope
 from ledger.errors import (
     InvalidSignature,
     MalformedError,
@@ -39,7 +40,8 @@ from ledger.errors import (
 from ledger.keys import Signer
 from ledger.log import Ledger
 from ledger.policy import Policy, parse_policy
-from ledger.records.build import org_spec, signed_op
+from ledger.records.build import op_payload, org_spec, signed_op
+from ledger.records.ops import PAYLOAD_TYPE
 from ledger.state import StateMachine
 from ledger.tlog_proof import format_tlog_proof, parse_tlog_proof
 from node.label_builder import build_label, label_builder
@@ -710,3 +712,35 @@ def test_get_label_round_trip_through_a_node(tmp_path: Path, chain: Chain) -> No
     finally:
         running.stop()
         led.close()
+
+
+def test_a_signature_that_does_not_verify_beside_a_good_one_is_ignored(tmp_path: Path, chain: Chain) -> None:
+    # The ledger accepts an entry on the signatures that verify. A junk one
+    # beside them (a broken co-signature) must not make the entry, and every
+    # label that includes it, fail verification: the verifier reports only
+    # the keys that signed.
+    led = open_chain_ledger()
+    led.append(chain.ops)
+    digest = hashlib.sha256(chain.publish_entry["door"]).hexdigest()
+    body = {"pfId": DOOR, "footprintDigest": digest, "coverage": "product level", "assurance": "reasonable", "standardName": "ISO 14067", "statement": "verified"}
+    signed = sign_envelope(PAYLOAD_TYPE, op_payload("pcf.attest", "VER2", chain.now, body), [chain.keys["VER2"]])
+    junk = EnvelopeSignature(key("JUNK").vkey, bytes(64))
+    led.append([encode_envelope(Envelope(signed.payload_type, signed.payload, (*signed.signatures, junk)))])
+    policy = parse_policy(f"log {led.vkey}\nquorum none\n")
+    door = verify_label(build_label(led, DOOR), policy)
+    ver2 = [a for a in door.verified_by if a.org == "VER2"]
+    assert ver2 and ver2[0].keys == (chain.keys["VER2"].vkey,)
+    assert verify_label(build_label(led, CAR), policy).components[0].label.verified_by == door.verified_by
+    led.close()
+
+
+def test_an_entry_no_signature_of_which_verifies_is_refused() -> None:
+    # Only a log without a state machine takes such an entry; the label
+    # verifier still refuses it, naming the key.
+    raw = Ledger.memory(signer=key("LOG"))
+    signed = sign_envelope(PAYLOAD_TYPE, op_payload("pcf.publish", "STEEL", 1_700_000_000, {"footprint": pact_doc("steel", "2")}), [key("STEEL")])
+    forged = Envelope(signed.payload_type, signed.payload, (EnvelopeSignature(key("STEEL").vkey, bytes(64)),))
+    raw.append([encode_envelope(forged)])
+    node = LabelNode(LabelEntry(encode_envelope(forged), parse_tlog_proof(raw.tlog_proof(0))))
+    with pytest.raises(InvalidSignature, match="footprint entry: invalid or missing signature by steel .*no signature of the envelope verifies"):
+        verify_label(format_label(node), parse_policy(f"log {raw.vkey}\nquorum none\n"))
