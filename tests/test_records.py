@@ -159,6 +159,9 @@ _DELETE = object()
         ("pcf.referencePeriodEnd", "2024-01-01T00:00:00Z", "footprint.pcf.referencePeriodEnd"),
         ("pcf.referencePeriodStart", "2024-01-01", "footprint.pcf.referencePeriodStart"),
         ("pcf.referencePeriodStart", "2024-13-01T00:00:00Z", "footprint.pcf.referencePeriodStart"),
+        # Valid date-times whose UTC instant is before year 1 or after 9999.
+        ("pcf.referencePeriodStart", "0001-01-01T00:00:00+01:00", "footprint.pcf.referencePeriodStart"),
+        ("pcf.referencePeriodEnd", "9999-12-31T23:00:00-05:00", "footprint.pcf.referencePeriodEnd"),
         ("pcf.ipccCharacterizationFactors", ["SAR"], "footprint.pcf.ipccCharacterizationFactors[0]"),
         ("pcf.crossSectoralStandards", [], "footprint.pcf.crossSectoralStandards"),
         ("pcf.dqi.temporalDQR", "6", "footprint.pcf.dqi.temporalDQR"),
@@ -182,6 +185,14 @@ def test_footprint_field_rules(path: str, value: Any, field: str) -> None:
     with pytest.raises(MalformedError) as err:
         parse_product_footprint(_mutate(path, value))
     assert err.value.what == field
+
+
+def test_dates_near_year_9999_are_compared_without_overflow() -> None:
+    doc = _mutate("pcf.referencePeriodStart", "9998-01-01T00:00:00Z")
+    doc["pcf"]["referencePeriodEnd"] = "9998-06-01T00:00:00Z"
+    doc["validityPeriodStart"], doc["validityPeriodEnd"] = "9998-07-01T00:00:00Z", "9999-12-31T23:59:59Z"
+    _, summary = parse_product_footprint(doc)
+    assert summary.ref_end == 253_352_275_200  # 9998-06-01T00:00:00Z
 
 
 def test_ledger_extensions_travel_beside_the_document() -> None:

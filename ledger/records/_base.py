@@ -21,6 +21,8 @@ from ledger._json import strict_loads
 from ledger.errors import MalformedError
 
 __all__ = [
+    "FIRST_INSTANT",
+    "LAST_INSTANT",
     "MAX_LIST",
     "MAX_PAYLOAD_BYTES",
     "MAX_SERIAL",
@@ -152,5 +154,17 @@ def parse_datetime(text: str, *, what: str) -> int:
         raise MalformedError(what, f"not a valid date-time: {exc}") from None
     if dt.tzinfo is None or _OFFSET_RE.search(text) is None:
         raise MalformedError(what, "date-time needs a UTC offset")
-    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return delta.days * 86400 + delta.seconds
+    # Aware datetimes subtract without converting, so an offset that moves
+    # the instant past year 1 or 9999 cannot overflow here; it is refused below.
+    delta = dt - _EPOCH
+    seconds = delta.days * 86400 + delta.seconds
+    if not FIRST_INSTANT <= seconds <= LAST_INSTANT:
+        raise MalformedError(what, "date-time is outside years 0001 to 9999 in UTC")
+    return seconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Unix seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the instants
+#: Python's datetime (and so every later date computation) can represent.
+FIRST_INSTANT = -62_135_596_800
+LAST_INSTANT = 253_402_300_799

@@ -23,6 +23,7 @@ from pydantic import Field, StringConstraints
 
 from ledger.errors import MalformedError
 from ledger.records._base import (
+    LAST_INSTANT,
     MAX_LIST,
     DateTime,
     DecimalStr,
@@ -225,7 +226,11 @@ def _unique(values: list[str] | None, what: str, *, fold: bool = False) -> None:
 
 
 def _plus_years(ts: int, years: int) -> int:
+    """``ts`` moved ``years`` years on; past year 9999 a bound above every
+    date-time :func:`parse_datetime` returns."""
     dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    if dt.year + years > 9999:
+        return LAST_INSTANT + 1
     try:
         moved = dt.replace(year=dt.year + years)
     except ValueError:  # 29 February into a non-leap year
