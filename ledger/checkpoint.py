@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ledger._b64 import b64decode, b64encode
 from ledger.errors import InvalidSignature, MalformedError
 from ledger.keys import Signer, Verifier
+from ledger.merkle import EMPTY_ROOT
 from ledger.note import (
     NoteSignature,
     SignedNote,
@@ -104,7 +105,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     Rejects, with :class:`MalformedError`: fewer than three lines, an empty
     line, a missing final newline, a size with leading zeros or non-ASCII
     digits or above 2^64 - 1, a root hash that is not canonical base64 of
-    exactly 32 bytes.
+    exactly 32 bytes, a size 0 with a root other than the empty tree's.
     """
     if not isinstance(text, str) or len(text) > _MAX_CHECKPOINT_TEXT:
         raise MalformedError("checkpoint", "not a string of sane length")
@@ -121,6 +122,9 @@ def parse_checkpoint(text: str) -> Checkpoint:
     root = b64decode(root_text, what="checkpoint root hash", max_len=HASH_SIZE)
     if len(root) != HASH_SIZE:
         raise MalformedError("checkpoint root hash", "must be 32 bytes")
+    if size == 0 and root != EMPTY_ROOT:
+        # RFC 9162 2.1.1: the empty tree's hash is SHA-256 of the empty string.
+        raise MalformedError("checkpoint root hash", "a tree of size 0 has the empty tree's root, SHA-256 of no bytes")
     return Checkpoint(origin, size, root, tuple(extensions))
 
 

@@ -4,6 +4,7 @@ tlog-cosignature v1 witness cosignatures."""
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -93,9 +94,9 @@ def test_transparency_dev_cosignature_timestamp() -> None:
 
 
 def test_extensions_round_trip() -> None:
-    cp = Checkpoint("o", 0, ROOT, ("ext one", "ext\u00e9two"))
+    cp = Checkpoint("o", 1, ROOT, ("ext one", "ext\u00e9two"))
     assert (
-        format_checkpoint(cp) == f"o\n0\n{base64.b64encode(ROOT).decode()}\next one\next\u00e9two\n"
+        format_checkpoint(cp) == f"o\n1\n{base64.b64encode(ROOT).decode()}\next one\next\u00e9two\n"
     )
     assert parse_checkpoint(format_checkpoint(cp)) == cp
 
@@ -122,11 +123,17 @@ def test_extensions_round_trip() -> None:
         "o\n5\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\n",  # non-zero pad bits
         "o\n5\n" + base64.b64encode(ROOT).decode() + "\n\next\n",
         "o\r\n5\n" + base64.b64encode(ROOT).decode() + "\n",
+        "o\n0\n" + base64.b64encode(ROOT).decode() + "\n",  # size 0, not the empty tree's root
     ],
 )
 def test_parse_checkpoint_rejects(text: str) -> None:
     with pytest.raises(MalformedError):
         parse_checkpoint(text)
+
+
+def test_the_empty_tree_is_accepted() -> None:
+    text = "o\n0\n" + base64.b64encode(hashlib.sha256(b"").digest()).decode() + "\n"
+    assert parse_checkpoint(text).size == 0
 
 
 def test_largest_size_is_accepted() -> None:
@@ -157,7 +164,7 @@ def test_checkpoint_constructor_validates(args: tuple[object, ...]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     origin=st.text(alphabet=st.characters(min_codepoint=0x20, codec="utf-8"), min_size=1),
-    size=st.integers(min_value=0, max_value=2**64 - 1),
+    size=st.integers(min_value=1, max_value=2**64 - 1),
     root=st.binary(min_size=32, max_size=32),
     extensions=st.lists(
         st.text(alphabet=st.characters(min_codepoint=0x20, codec="utf-8"), min_size=1),
