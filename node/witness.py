@@ -21,7 +21,9 @@ is a stronger reference than one old root: it cosigns a checkpoint of any size
 it has applied if, and only if, the root equals its own root at that size
 (else ``fork``), and asks the caller to retry (``not_yet``, 503) for sizes it
 has not reached. Its tree is append-only and verified entry by entry, so
-everything it cosigns is consistent with everything it cosigned before.
+everything it cosigns is consistent with everything it cosigned before; a
+tree found shorter than the size last cosigned (a restored backup) cosigns
+nothing (``not_yet``) until it holds that size again with the same root.
 
 A refusal made against a checkpoint the log really signed is evidence (of a
 fork, or of a log that cannot prove its append-only history): it is written
@@ -275,9 +277,20 @@ class Witness:
         local = self._local
         assert local is not None
         size = local.size
+        latest = self._latest.get(cp.origin)
+        if latest is not None and latest.size > size:
+            # The tree is shorter than what this witness cosigned (a restored
+            # backup, a ledger replaced by hand): it cannot show that a new
+            # checkpoint extends the cosigned one until it holds that size
+            # again, and then the check below compares the roots there.
+            raise WitnessRefused(
+                "not_yet",
+                f"this witness cosigned size {latest.size} of {cp.origin}, and its tree holds {size} entries: "
+                "it cosigns again once its tree reaches that size",
+                known_size=latest.size,
+            )
         if cp.size > size:
             raise WitnessRefused("not_yet", f"this witness has applied {size} entries, not yet {cp.size}")
-        latest = self._latest.get(cp.origin)
         # The witness's own tree must still hold what it cosigned; if not, its
         # store changed under it and it must stop vouching.
         if latest is not None and latest.size <= size and not hmac.compare_digest(local.root(latest.size), latest.root):

@@ -181,9 +181,15 @@ class CosignCollector:
         return None
 
     def _trusted(self, note: str, line: str) -> bool:
+        """Whether ``line`` is one cosignature, by a trusted witness, that
+        verifies on ``note``. Anything more is refused whole: a peer answers
+        for its own witness only, and a line merged unverified could replace
+        another witness's real cosignature or inflate the count."""
         try:
-            sig = parse_note(parse_note(note).text + "\n" + line).signatures[0]
-            witness = self._witnesses.get((sig.name, sig.keyid))
+            sigs = parse_note(parse_note(note).text + "\n" + line).signatures
+            if len(sigs) != 1:
+                return False
+            witness = self._witnesses.get((sigs[0].name, sigs[0].keyid))
             if witness is None:
                 return False
             verify_cosignature(merge_cosignatures(note, line), witness)

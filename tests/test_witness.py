@@ -5,6 +5,7 @@ into checkpoints and tlog-proofs that a k-of-n tlog-policy verifies."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import socket
@@ -286,3 +287,59 @@ def test_peers_cosign_and_a_two_of_three_policy_verifies(tmp_path: Path) -> None
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_the_collector_refuses_a_peer_answer_with_lines_for_other_witnesses(tmp_path: Path) -> None:
+    # A peer answers for its own witness only. One that adds a line in
+    # another witness's name (right name and key ID, forged signature) must
+    # not have it merged: it would replace that witness's real cosignature
+    # and make every note the node serves fail verification.
+    ledgers = [replica(n, ENTRIES) for n in (1, 2, 3)]
+    wkeys = [seed_key(f"witness-{n}", cosigner=True) for n in (1, 2, 3)]
+    logs = [log_key(led) for led in ledgers]
+    w2 = wkeys[1].verifier()
+    forged = f"\u2014 {w2.name} " + base64.b64encode(w2.keyid + (1).to_bytes(8, "big") + bytes(64)).decode() + "\n"
+
+    class ForgingPeer(PeerServicer):
+        async def AddCheckpoint(self, request, context):  # type: ignore[no-untyped-def]
+            response = await super().AddCheckpoint(request, context)
+            return cluster_pb2.AddCheckpointResponse(cosignature=response.cosignature + forged)
+
+    nodes: list[RunningNode] = []
+    for n, led in enumerate(ledgers):
+        witness = Witness(wkeys[n], tmp_path / f"w{n}", logs, local=led)
+        servicer_type = ForgingPeer if n == 2 else PeerServicer
+
+        def register(server: grpc.aio.Server, committer: object, witness: Witness = witness, led: Ledger = led, servicer_type: type[PeerServicer] = servicer_type) -> list[str]:
+            cluster_pb2_grpc.add_PeerServicer_to_server(servicer_type(led, witness=witness), server)
+            return ["carbonledger.v1.Peer"]
+
+        nodes.append(RunningNode(led, register=register))
+    try:
+        collector = CosignCollector(ledgers[0], [n.target for n in nodes[1:]], [k.verifier() for k in wkeys])
+        nodes[0].run(collector.collect_once())
+        assert collector.best(2) is None
+        size, note, names = collector.best(1) or (0, "", [])
+        assert size == 20 and names == ["witness-2"]
+        policy_text = "".join(f"log {led.vkey}\n" for led in ledgers) + f"witness w2 {w2.vkey}\nquorum w2\n"
+        verify_checkpoint_policy(note, parse_policy(policy_text))
+        nodes[0].run(collector.stop())
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_cluster_witness_whose_tree_shrank_cosigns_nothing_until_it_holds_what_it_cosigned(tmp_path: Path) -> None:
+    # The node cosigned size 10, then its ledger was replaced by a shorter,
+    # different history (say a restored backup). A checkpoint of that history
+    # must not be cosigned: nothing shows it extends the size 10 cosigned.
+    honest = replica(1, ENTRIES[:10])
+    w = Witness(seed_key("w2", cosigner=True), tmp_path, [log_key(honest)], local=honest)
+    w.add_checkpoint(honest.checkpoint(), 0, [])
+    other = replica(1, [*ENTRIES[:5], b"another entry 5", *ENTRIES[6:8]])
+    # The node restarts on the replaced ledger, with the same witness directory.
+    w = Witness(seed_key("w2", cosigner=True), tmp_path, [log_key(honest)], local=other)
+    with pytest.raises(WitnessRefused) as refused:
+        w.add_checkpoint(other.checkpoint(), 0, [])
+    assert refused.value.kind == "not_yet" and "cosigned size 10" in refused.value.reason
+    assert w.latest(ORIGIN) == (10, honest.root())
