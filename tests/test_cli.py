@@ -306,6 +306,16 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
     deep.write_text("[" * 100_000 + "]" * 100_000)  # past the decoder's recursion limit
     cases.append((["footprint", "publish", str(deep), *key_args], f"footprint file {deep}: not valid JSON: nested too deeply"))
     cases.append((["reconcile", str(deep)], f"books file {deep}: not valid JSON: nested too deeply"))
+    # Files past what a reader takes are refused without reading them whole.
+    policy = cli.tmp / "policy.txt"
+    policy.write_text(f"log {key('LOG').vkey}\nquorum none\n")
+    cases.append((["footprint", "publish", "/dev/zero", *key_args], "footprint file /dev/zero: larger than 67108864 bytes"))
+    for argv, message in [
+        (["label", "verify", "/dev/zero", "--policy", str(policy)], "label file /dev/zero: larger than 4194304 bytes"),
+        (["label", "verify", str(policy), "--policy", "/dev/zero"], "policy file /dev/zero: larger than 65536 bytes"),
+    ]:
+        _, err = cli(*argv, code=2, node=False)  # offline: no node
+        assert message in err and err.count("\n") == 1, (argv, err)
     # Files the command is told to write, where they cannot be.
     a_file = cli.tmp / "a-file"
     a_file.write_text("x")
@@ -353,7 +363,7 @@ def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
     err_json = cli.json("footprint", "publish", str(bad_doc), *key_args, code=2)
     assert err_json["error"]["what"] == "body.footprint.pcf.declaredUnitOfMeasurement"
     _, err = cli("label", "verify", str(cli.tmp / "none.json"), "--policy", str(books), code=2, node=False)
-    assert "cannot read" in err
+    assert "none.json: no such file" in err
     # Unknown ids answer 1; an unreachable node 3.
     _, err = cli("footprint", "show", pf_uuid("nothing"), code=1)
     assert "not found" in err
@@ -401,7 +411,7 @@ def test_console_script_dispatches_client_verbs(cli: Cli) -> None:
         [sys.executable, "-m", "node.main", "label", "verify", "nope.json", "--policy", "nope.txt"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert run.returncode == 2 and run.stderr.startswith("carbonledger: label file nope.json: cannot read")
+    assert (run.returncode, run.stderr) == (2, "carbonledger: label file nope.json: no such file\n")
 
 
 def test_signer_key_name_is_free(tmp_path: Path) -> None:

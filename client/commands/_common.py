@@ -134,12 +134,33 @@ def add_signer_options(p: argparse.ArgumentParser) -> None:
 # -- input ----------------------------------------------------------------------
 
 
-def read_text(path: str, what: str = "file") -> str:
+#: The most any input file is read into memory unless its reader says less:
+#: far above a footprint, key or policy, and enough for a large book of holdings.
+MAX_INPUT_BYTES = 64 << 20
+
+
+def read_bytes(path: str, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """The file's bytes; a UsageError naming the file if it cannot be read or
+    is larger than ``max_bytes`` (read no further, so ``/dev/zero`` or a
+    runaway file cannot exhaust memory)."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
     except FileNotFoundError:
         raise UsageError(f"{what} {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise UsageError(f"{what} {path}: larger than {max_bytes} bytes")
+    return data
+
+
+def read_text(path: str, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """The file as UTF-8 text; see :func:`read_bytes`."""
+    data = read_bytes(path, what, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise UsageError(f"{what} {path}: cannot read: {exc}") from None
 
 

@@ -16,6 +16,7 @@ from client.commands._common import (
     emit,
     index_or_size,
     load_vkey,
+    read_bytes,
     read_text,
 )
 
@@ -37,10 +38,10 @@ def _report_dict(report: Any) -> Any:
 
 def _load_policy(path: str) -> Any:
     from ledger.errors import MalformedError
-    from ledger.policy import parse_policy
+    from ledger.policy import MAX_POLICY_SIZE, parse_policy
 
     try:
-        return parse_policy(read_text(path, "policy file"))
+        return parse_policy(read_text(path, "policy file", MAX_POLICY_SIZE))
     except MalformedError as exc:
         raise UsageError(f"policy file {path}: {exc.what}: {exc.reason}") from None
 
@@ -68,11 +69,9 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"label file {args.file}: cannot read: {exc.strerror or exc}") from None
-    return _verify(args, data, args.policy)
+    from client.label import MAX_LABEL_SIZE
+
+    return _verify(args, read_bytes(args.file, "label file", MAX_LABEL_SIZE), args.policy)
 
 
 def make_policy(log_vkey: str, witnesses: list[tuple[str, str]], quorum: str | None) -> str:
