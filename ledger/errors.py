@@ -22,6 +22,7 @@ __all__ = [
     "StateRuleError",
     "PermissionDenied",
     "NotFound",
+    "TooLarge",
     "Pushback",
     "StorageError",
     "StorageWriteFailed",
@@ -117,6 +118,16 @@ class NotFound(LedgerError):
         super().__init__(f"{kind} not found: {key}")
         self.kind = kind
         self.key = key
+
+
+class TooLarge(LedgerError):
+    """A result would pass a limit of its format (``what``, e.g. a label over
+    its entry or byte budget): it cannot be made, however often asked."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"{what} too large: {detail}")
+        self.what = what
+        self.detail = detail
 
 
 class Pushback(LedgerError):

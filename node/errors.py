@@ -36,6 +36,7 @@ from ledger.errors import (
     Pushback,
     StateRuleError,
     StorageWriteFailed,
+    TooLarge,
     VerificationError,
 )
 
@@ -154,6 +155,10 @@ def rpc_status_of(exc: BaseException) -> status_pb2.Status:
             _info(exc, kind=exc.kind, key=exc.key),
             error_details_pb2.ResourceInfo(resource_type=exc.kind, resource_name=str(exc.key)),
         ]
+    elif isinstance(exc, TooLarge):
+        # Not RESOURCE_EXHAUSTED: that invites a retry, and this answer will not change.
+        code = code_pb2.FAILED_PRECONDITION
+        details = [_info(exc, what=exc.what, detail=exc.detail)]
     elif isinstance(exc, Pushback):
         code = code_pb2.RESOURCE_EXHAUSTED
         delay = duration_pb2.Duration()

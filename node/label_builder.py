@@ -13,8 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from client.label import LABEL_MEDIA_TYPE, MAX_LABEL_DEPTH, LabelEntry, LabelNode, format_label
-from ledger.errors import NotFound
+from client.label import (
+    LABEL_MEDIA_TYPE,
+    MAX_LABEL_DEPTH,
+    MAX_LABEL_ENTRIES,
+    MAX_LABEL_SIZE,
+    LabelEntry,
+    LabelNode,
+    format_label,
+)
+from ledger.errors import NotFound, TooLarge
 from ledger.kv import KV
 from ledger.log import Ledger
 from ledger.state.queries import get_footprint
@@ -36,6 +44,12 @@ class _Builder:
         # A footprint may sit twice in a tree (a DAG of suppliers): fetch and
         # prove each entry once.
         self.entries: dict[int, LabelEntry] = {}
+        # What the label file will hold, counted as it is built: a shared
+        # component is written out at each place it is used, so a small DAG
+        # can make a label exponentially large. Building stops at the
+        # verifier's limits, before that is formatted.
+        self.placed = 0
+        self.bytes = 0
 
     def entry(self, index: int) -> LabelEntry:
         got = self.entries.get(index)
@@ -52,9 +66,21 @@ class _Builder:
                     found.add(int(seg.value["r"]))
         return sorted(found)
 
+    def place(self, index: int) -> LabelEntry:
+        """The entry at ``index``, counted once more against the label's limits."""
+        got = self.entry(index)
+        self.placed += 1
+        # Base64 of the entry, and the proof: its hashes and the checkpoint.
+        self.bytes += (len(got.entry) + 2) // 3 * 4 + 45 * len(got.proof.proof) + len(got.proof.checkpoint_note) + 64
+        if self.placed > MAX_LABEL_ENTRIES:
+            raise TooLarge("label", f"its component tree holds more than {MAX_LABEL_ENTRIES} entries")
+        if self.bytes > MAX_LABEL_SIZE:
+            raise TooLarge("label", f"its component tree takes more than {MAX_LABEL_SIZE} bytes")
+        return got
+
     def node(self, pf_id: str, depth: int) -> LabelNode:
         if depth > MAX_LABEL_DEPTH:
-            raise NotFound("label within the depth limit", pf_id)
+            raise TooLarge("label", f"its component tree is deeper than {MAX_LABEL_DEPTH} levels, at {pf_id}")
         info = get_footprint(self.kv, pf_id)
         if info.published >= self.size:
             raise NotFound("footprint", f"{pf_id} at tree size {self.size}")
@@ -66,10 +92,10 @@ class _Builder:
         if info.deprecated is not None:
             deprecations.add(info.deprecated)
         return LabelNode(
-            footprint=self.entry(info.published),
-            attestations=tuple(self.entry(i) for i in attestations),
-            retirements=tuple(self.entry(i) for i in retirements if i < self.size),
-            deprecations=tuple(self.entry(i) for i in sorted(deprecations) if i < self.size),
+            footprint=self.place(info.published),
+            attestations=tuple(self.place(i) for i in attestations),
+            retirements=tuple(self.place(i) for i in retirements if i < self.size),
+            deprecations=tuple(self.place(i) for i in sorted(deprecations) if i < self.size),
             components=tuple(self.node(c.pf_id, depth + 1) for c in info.components),
         )
 
@@ -79,7 +105,9 @@ def build_label(
 ) -> bytes:
     """The label file of ``footprint_id``, every proof against ``tree_size``
     (default: the current size). Raises NotFound for an unknown footprint or
-    one published at or after ``tree_size``.
+    one published at or after ``tree_size``, and TooLarge for one whose label
+    would pass the limits a verifier takes (:data:`MAX_LABEL_ENTRIES`,
+    :data:`MAX_LABEL_SIZE`, :data:`MAX_LABEL_DEPTH`).
 
     ``checkpoint_note`` replaces the log's own checkpoint note for that size,
     e.g. with one carrying witness cosignatures; it must be for ``tree_size``
@@ -92,7 +120,10 @@ def build_label(
     # entry below ``size``; anything newer is filtered out by index.
     with ledger.state() as kv:
         node = _Builder(ledger, kv, size, checkpoint_note).node(footprint_id.lower(), 0)
-    return format_label(node)
+    label = format_label(node)
+    if len(label) > MAX_LABEL_SIZE:  # the estimate above was short
+        raise TooLarge("label", f"it takes {len(label)} bytes, more than {MAX_LABEL_SIZE}")
+    return label
 
 
 def label_builder(ledger: Ledger, footprint_id: str, tree_size: int) -> tuple[bytes, str]:

@@ -35,6 +35,7 @@ from ledger.errors import (
     NotFound,
     QuorumNotMet,
     RootMismatch,
+    TooLarge,
     VerificationError,
 )
 from ledger.keys import Signer
@@ -744,3 +745,25 @@ def test_an_entry_no_signature_of_which_verifies_is_refused() -> None:
     node = LabelNode(LabelEntry(encode_envelope(forged), parse_tlog_proof(raw.tlog_proof(0))))
     with pytest.raises(InvalidSignature, match="footprint entry: invalid or missing signature by steel .*no signature of the envelope verifies"):
         verify_label(format_label(node), parse_policy(f"log {raw.vkey}\nquorum none\n"))
+
+
+def test_a_label_past_the_verifiers_limits_is_refused_before_it_is_built(chain: Chain) -> None:
+    # Two footprints per level, each made of both footprints of the level
+    # below: 26 footprints, but a label writes a shared component out at each
+    # place it is used, so the tree would hold 2^13 - 2 footprint entries.
+    led = open_chain_ledger()
+    led.append(chain.ops)
+    levels = 12
+    ops: list[bytes] = []
+    for level in range(levels, 0, -1):
+        below = [] if level == levels else [{"pfId": pf_uuid(f"dag-{level + 1}-{i}"), "quantity": "0.5", "unit": "kilogram"} for i in (0, 1)]
+        for i in (0, 1):
+            body = {"footprint": pact_doc(f"dag-{level}-{i}", "1"), "components": below}
+            ops.append(signed_op("pcf.publish", "STEEL", chain.now, body, [chain.keys["STEEL"]]))
+    led.append(ops)
+    with pytest.raises(TooLarge, match="label too large: its component tree (holds more than 4096 entries|takes more than 4194304 bytes)"):
+        build_label(led, pf_uuid("dag-1-0"))
+    # A few levels down the same graph fits, and verifies.
+    report = verify_label(build_label(led, pf_uuid("dag-8-0")), parse_policy(f"log {led.vkey}\nquorum none\n"))
+    assert len(report.components) == 2
+    led.close()

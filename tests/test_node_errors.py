@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from carbonledger.v1 import log_pb2, log_pb2_grpc, query_pb2, query_pb2_grpc
-from google.rpc import error_details_pb2
+from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
 from client.errors import RpcFailure, error_from_rpc
@@ -25,6 +25,7 @@ from ledger.errors import (
     PermissionDenied,
     Pushback,
     StateRuleError,
+    TooLarge,
 )
 from ledger.keys import Signer
 from node.errors import CannotListen, rpc_status_of
@@ -218,6 +219,12 @@ def test_unexpected_errors_are_internal_and_leak_nothing(node: RunningNode, stub
     err, status = _fails(node, lambda: stub.GetLabel(pb.GetLabelRequest(footprint_id="x"), timeout=5), grpc.StatusCode.INTERNAL)
     assert err.details() == "internal error" and "secret" not in str(status)
     assert isinstance(error_from_rpc(err), RpcFailure)
+
+
+def test_too_large_is_failed_precondition_not_a_retry() -> None:
+    status = rpc_status_of(TooLarge("label", "its component tree holds more than 4096 entries"))
+    assert status.code == code_pb2.FAILED_PRECONDITION
+    assert status.message == "label too large: its component tree holds more than 4096 entries"
 
 
 def test_pushback_carries_retry_info() -> None:
