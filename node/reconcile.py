@@ -45,7 +45,7 @@ from ledger.block import decode_block
 from ledger.errors import MalformedError, NotFound
 from ledger.kv import KV
 from ledger.state import queries
-from ledger.storage.base import Table
+from ledger.storage.base import Table, u64
 
 __all__ = [
     "MAX_ROWS",
@@ -183,6 +183,34 @@ def _check_rows(rows: Sequence[BookRow]) -> None:
             raise MalformedError(f"rows[{i}].account", "required")
         if row.is_range == (row.amount > 0):
             raise MalformedError(f"rows[{i}]", "give either a serial range (start < end) or an amount")
+    _check_no_unit_twice(rows)
+
+
+def _check_no_unit_twice(rows: Sequence[BookRow]) -> None:
+    """Refuse books that count units twice: serial rows of one account and
+    kind that overlap, or two amount rows for the same account, kind and
+    batch. Each row is compared with the ledger on its own, so such books
+    would reconcile as matching while their totals exceed what is held."""
+    ranges: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    totals: dict[tuple[str, str, str], int] = {}
+    for i, row in enumerate(rows):
+        if row.is_range:
+            ranges.setdefault((row.account, row.kind), []).append((row.start, row.end, i))
+            continue
+        first = totals.setdefault((row.account, row.kind, row.batch), i)
+        if first != i:
+            raise MalformedError(
+                f"rows[{i}]", f"repeats the amount of rows[{first}] ({row.account}, {row.kind} {row.batch or 'all batches'})"
+            )
+    for (account, kind), spans in ranges.items():
+        spans.sort()
+        for (s0, e0, i0), (s1, _e1, i1) in zip(spans, spans[1:]):
+            if s1 < e0:
+                first, second = sorted((i0, i1))
+                raise MalformedError(
+                    f"rows[{second}]",
+                    f"overlaps rows[{first}]: {account} {kind} {s1}-{min(e0, _e1)} is listed twice",
+                )
 
 
 def _proofs(indexes: Sequence[int]) -> tuple[int, ...]:
@@ -447,6 +475,18 @@ class Reconciler:
             out = reconcile(txn.kv(Table.STATE), books, tree_size)
         self._remember(tree_size, books, out)
         return tree_size, out
+
+    def checkpoint(self, size: int) -> str:
+        """The signed checkpoint of a size :meth:`reconcile` answered at.
+
+        Read from the store, not the ledger's head: a size taken from a read
+        transaction can be one whose commit the ledger has not yet published
+        (``Ledger.checkpoint`` would refuse it as past the log for a moment).
+        Every such size ends a block, so its checkpoint is stored.
+        """
+        with self._ledger.store.read() as txn:
+            stored = txn.get(Table.CHECKPOINTS, u64(size))
+        return stored.decode() if stored is not None else self._ledger.checkpoint(size)  # type: ignore[no-any-return]
 
     def _advanced(self, kv: KV, kind: str, size: int) -> LastChanges:
         changes = self._changes.get(kind)

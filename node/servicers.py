@@ -331,7 +331,7 @@ class ReconcileServicer(reconcile_pb2_grpc.ReconcileServicer):
         rows = [BookRow(r.account, r.kind, r.batch, r.start, r.end, r.amount) for r in request.rows]
         loop = asyncio.get_running_loop()
         size, mismatches = await loop.run_in_executor(self._pool, self._reconciler.reconcile, rows, size)
-        note = await _read(self._ledger.checkpoint, size)
+        note = await _read(self._reconciler.checkpoint, size)
         page = mismatches[offset : offset + limit]
         more = offset + limit < len(mismatches)
         token = paging.encode_token("reconcile", f"{size}:{offset + limit}") if more else ""
