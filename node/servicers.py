@@ -59,6 +59,10 @@ def _require_id(value: str, field: str) -> str:
         raise MalformedError(field, "required")
     if len(value) > _MAX_ID:
         raise MalformedError(field, f"longer than {_MAX_ID} characters")
+    if "/" in value:
+        # No id holds one (records refuse it): it separates the parts of
+        # state keys, and a lookup would land inside another id's keys.
+        raise MalformedError(field, "must not contain '/'")
     return value
 
 

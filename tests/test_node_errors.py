@@ -188,6 +188,9 @@ def test_unknown_ids_are_not_found(node: RunningNode, call: Any) -> None:
     lambda s, q: q.GetUnit(query_pb2.GetUnitRequest(kind="bitcoin", serial=1), timeout=5),
     lambda s, q: q.ListUnitHistory(query_pb2.ListUnitHistoryRequest(kind="gec", start=5, end=5), timeout=5),
     lambda s, q: q.ListHoldings(query_pb2.ListHoldingsRequest(account="STEEL", page_token="x"), timeout=5),
+    # "/" separates the parts of state keys: it would reach into STEEL's own.
+    lambda s, q: q.ListHoldings(query_pb2.ListHoldingsRequest(account="STEEL/gec"), timeout=5),
+    lambda s, q: q.GetOrg(query_pb2.GetOrgRequest(org_id="STEEL/x"), timeout=5),
     # Tokens shaped like the node's own, holding what no token of its holds:
     # a number past 64 bits, or digits int() refuses ("²") or reads ("١").
     lambda s, q: s.ListEntries(log_pb2.ListEntriesRequest(page_token=encode_token("entries", str(1 << 64))), timeout=5),
