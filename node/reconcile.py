@@ -217,7 +217,7 @@ def _proofs(indexes: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(indexes)))[:_MAX_PROOFS]
 
 
-def reconcile(kv: KV, rows: Sequence[BookRow], tree_size: int) -> list[Mismatch]:
+def reconcile(kv: KV, rows: Sequence[BookRow], tree_size: int, time: int | None = None) -> list[Mismatch]:
     """Every mismatch between ``rows`` and the ledger at ``tree_size``, by
     replaying the unit history.
 
@@ -225,7 +225,7 @@ def reconcile(kv: KV, rows: Sequence[BookRow], tree_size: int) -> list[Mismatch]
     """
     _check_rows(rows)
     units = {kind: _replay(kv, kind, tree_size) for kind in sorted({r.kind for r in rows})}
-    return _compare(rows, _ReplayedView(units))
+    return _compare(rows, _expiring(_ReplayedView(units), kv, time))
 
 
 #: A run of units as the comparison sees it: ``(start, end, owner, status,
@@ -257,6 +257,41 @@ class _ReplayedView:
         for s, e, run in self._units[kind].overlapping(0, _ALL_UNITS):
             if run.owner == account and run.status == "held":
                 yield s, e, run.owner, run.status, run.batch, run.last
+
+
+class _ExpiringView:
+    """Held units of a batch past its validity end, as of ``time``, shown
+    as "expired" and not held: they can no longer move or be retired (the
+    state machine refuses it), so books that still count them are wrong.
+    The state stores no such status; the batch's ``validityEnd`` decides."""
+
+    def __init__(self, view: _View, kv: KV, time: int) -> None:
+        self._view = view
+        self._kv = kv
+        self._time = time
+        self._batches: dict[tuple[str, str], bool] = {}
+
+    def _expired(self, kind: str, batch: str) -> bool:
+        got = self._batches.get((kind, batch))
+        if got is None:
+            end = queries.get_batch(self._kv, kind, batch).validity_end
+            got = self._batches[(kind, batch)] = end is not None and end <= self._time
+        return got
+
+    def over(self, kind: str, start: int, end: int) -> Iterator[_Piece]:
+        for s, e, owner, status, batch, last in self._view.over(kind, start, end):
+            if status == "held" and self._expired(kind, batch):
+                status = "expired"
+            yield s, e, owner, status, batch, last
+
+    def held(self, account: str, kind: str) -> Iterator[_Piece]:
+        for piece in self._view.held(account, kind):
+            if not self._expired(kind, piece[4]):
+                yield piece
+
+
+def _expiring(view: _View, kv: KV, time: int | None) -> _View:
+    return view if time is None else _ExpiringView(view, kv, time)
 
 
 def _compare(rows: Sequence[BookRow], view: _View) -> list[Mismatch]:
@@ -384,7 +419,9 @@ class LastChanges:
                 yield max(s, start), min(e, end), last
 
 
-def reconcile_current(kv: KV, rows: Sequence[BookRow], changes: Mapping[str, LastChanges]) -> list[Mismatch]:
+def reconcile_current(
+    kv: KV, rows: Sequence[BookRow], changes: Mapping[str, LastChanges], time: int | None = None
+) -> list[Mismatch]:
     """Every mismatch between ``rows`` and the ledger at the state's size,
     equal to :func:`reconcile` at that size.
 
@@ -392,7 +429,7 @@ def reconcile_current(kv: KV, rows: Sequence[BookRow], changes: Mapping[str, Las
     the tree size of ``kv``.
     """
     _check_rows(rows)
-    return _compare(rows, _StateView(kv, changes))
+    return _compare(rows, _expiring(_StateView(kv, changes), kv, time))
 
 
 class _StateView:
@@ -424,6 +461,26 @@ def _snapshot_size(txn: Any) -> int:
     if last is None:
         return 0
     return decode_block(last[1]).tree_size
+
+
+def _time_at(txn: Any, size: int) -> int:
+    """The ledger's time at tree ``size``: the time of the last block that
+    ends at or below it (block times never go back). Binary search over
+    block heights: O(log blocks) reads."""
+    last = txn.last(Table.BLOCKS)
+    if last is None:
+        return 0
+    block = decode_block(last[1])
+    if block.tree_size <= size:
+        return block.time
+    lo, hi = 0, block.height  # tree_size(lo) <= size < tree_size(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if decode_block(txn.get(Table.BLOCKS, u64(mid))).tree_size <= size:
+            lo = mid
+        else:
+            hi = mid
+    return decode_block(txn.get(Table.BLOCKS, u64(lo))).time
 
 
 class Reconciler:
@@ -467,12 +524,12 @@ class Reconciler:
             if tree_size in (0, size):
                 kv = txn.kv(Table.STATE)
                 changes = {kind: self._advanced(kv, kind, size) for kind in sorted({r.kind for r in books})}
-                out = reconcile_current(kv, books, changes)
+                out = reconcile_current(kv, books, changes, _time_at(txn, size))
                 self._remember(size, books, out)
                 return size, out
         # An older tree: replay, outside the lock (the indexes are not used).
         with self._ledger.store.read() as txn:
-            out = reconcile(txn.kv(Table.STATE), books, tree_size)
+            out = reconcile(txn.kv(Table.STATE), books, tree_size, _time_at(txn, tree_size))
         self._remember(tree_size, books, out)
         return tree_size, out
 

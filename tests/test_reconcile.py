@@ -246,3 +246,31 @@ def test_the_checkpoint_of_a_size_the_ledger_has_not_published_yet(tmp_path: Pat
         assert rec.checkpoint(size) == led.checkpoint(size)  # type: ignore[attr-defined]
     finally:
         led.close()  # type: ignore[attr-defined]
+
+
+def test_units_past_their_validity_end_are_expired_not_held(tmp_path: Path) -> None:
+    # The state machine refuses to move or retire GEC past its validity end,
+    # so books that still count them as held do not match the ledger.
+    led, net = _ledger_with_transfers(tmp_path)
+    try:
+        led.submit([net.transfer("gec", "STEEL", 0, 50, "EXCH")])  # type: ignore[attr-defined]
+        before = led.size  # type: ignore[attr-defined]
+        books = [BookRow("EXCH", "gec", "B1", 0, 50), BookRow("EXCH", "gec", amount=50)]
+        rec = Reconciler(led)
+        assert rec.reconcile(books) == (before, [])
+        # A year and a day on (B1's validity end is a year after issue), a
+        # new batch is issued: the block time passes B1's validity end.
+        net.now += 366 * 86400
+        led._clock = lambda: float(net.now)  # type: ignore[attr-defined]
+        led.submit([net.gec_issue("B2")])  # type: ignore[attr-defined]
+        size, now = rec.reconcile(books)
+        assert [(m.kind, m.start, m.end, m.detail, m.ledger_amount) for m in now] == [
+            (STATUS_DIFFERS, 0, 50, "expired", 50),
+            (AMOUNT_DIFFERS, 0, 0, "ledger holds 0 units", 0),
+        ]
+        with led.state() as kv:  # type: ignore[attr-defined]
+            assert reconcile(kv, books, size, led.head.time) == now  # type: ignore[attr-defined]
+        # At the older size the units were still valid, on both paths.
+        assert Reconciler(led).reconcile(books, before) == (before, [])
+    finally:
+        led.close()  # type: ignore[attr-defined]
