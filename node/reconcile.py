@@ -204,12 +204,11 @@ def _check_no_unit_twice(rows: Sequence[BookRow]) -> None:
             )
     for (account, kind), spans in ranges.items():
         spans.sort()
-        for (s0, e0, i0), (s1, _e1, i1) in zip(spans, spans[1:]):
+        for (_, e0, i0), (s1, e1, i1) in zip(spans, spans[1:]):
             if s1 < e0:
                 first, second = sorted((i0, i1))
                 raise MalformedError(
-                    f"rows[{second}]",
-                    f"overlaps rows[{first}]: {account} {kind} {s1}-{min(e0, _e1)} is listed twice",
+                    f"rows[{second}]", f"overlaps rows[{first}]: {account} {kind} {s1}-{min(e0, e1)} is listed twice"
                 )
 
 
