@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -255,19 +256,28 @@ def test_http_on_a_taken_port_is_refused_with_the_address(tmp_path: Path) -> Non
 # -- cosignatures collected from peers, verified by a k-of-n policy ---------
 
 
-def test_peers_cosign_and_a_two_of_three_policy_verifies(tmp_path: Path) -> None:
+def three_replicas(
+    tmp_path: Path, servicers: Sequence[type[PeerServicer]] = (PeerServicer,) * 3
+) -> tuple[list[Ledger], list[Signer], list[RunningNode]]:
+    """Three replicas of ENTRIES, each running a Peer service (of the given
+    type) with its own witness: (ledgers, witness keys, nodes)."""
     ledgers = [replica(n, ENTRIES) for n in (1, 2, 3)]
     wkeys = [seed_key(f"witness-{n}", cosigner=True) for n in (1, 2, 3)]
     logs = [log_key(led) for led in ledgers]
     nodes: list[RunningNode] = []
-    for n, led in enumerate(ledgers):
+    for n, (led, servicer) in enumerate(zip(ledgers, servicers)):
         witness = Witness(wkeys[n], tmp_path / f"w{n}", logs, local=led)
 
-        def register(server: grpc.aio.Server, committer: object, witness: Witness = witness, led: Ledger = led) -> list[str]:
-            cluster_pb2_grpc.add_PeerServicer_to_server(PeerServicer(led, witness=witness), server)
+        def register(server: grpc.aio.Server, committer: object, witness: Witness = witness, led: Ledger = led, servicer: type[PeerServicer] = servicer) -> list[str]:
+            cluster_pb2_grpc.add_PeerServicer_to_server(servicer(led, witness=witness), server)
             return ["carbonledger.v1.Peer"]
 
         nodes.append(RunningNode(led, register=register))
+    return ledgers, wkeys, nodes
+
+
+def test_peers_cosign_and_a_two_of_three_policy_verifies(tmp_path: Path) -> None:
+    ledgers, wkeys, nodes = three_replicas(tmp_path)
     try:
         collector = CosignCollector(ledgers[0], [n.target for n in nodes[1:]], [k.verifier() for k in wkeys])
         nodes[0].run(collector.collect_once())
@@ -294,10 +304,7 @@ def test_the_collector_refuses_a_peer_answer_with_lines_for_other_witnesses(tmp_
     # another witness's name (right name and key ID, forged signature) must
     # not have it merged: it would replace that witness's real cosignature
     # and make every note the node serves fail verification.
-    ledgers = [replica(n, ENTRIES) for n in (1, 2, 3)]
-    wkeys = [seed_key(f"witness-{n}", cosigner=True) for n in (1, 2, 3)]
-    logs = [log_key(led) for led in ledgers]
-    w2 = wkeys[1].verifier()
+    w2 = seed_key("witness-2", cosigner=True).verifier()
     forged = f"\u2014 {w2.name} " + base64.b64encode(w2.keyid + (1).to_bytes(8, "big") + bytes(64)).decode() + "\n"
 
     class ForgingPeer(PeerServicer):
@@ -305,16 +312,7 @@ def test_the_collector_refuses_a_peer_answer_with_lines_for_other_witnesses(tmp_
             response = await super().AddCheckpoint(request, context)
             return cluster_pb2.AddCheckpointResponse(cosignature=response.cosignature + forged)
 
-    nodes: list[RunningNode] = []
-    for n, led in enumerate(ledgers):
-        witness = Witness(wkeys[n], tmp_path / f"w{n}", logs, local=led)
-        servicer_type = ForgingPeer if n == 2 else PeerServicer
-
-        def register(server: grpc.aio.Server, committer: object, witness: Witness = witness, led: Ledger = led, servicer_type: type[PeerServicer] = servicer_type) -> list[str]:
-            cluster_pb2_grpc.add_PeerServicer_to_server(servicer_type(led, witness=witness), server)
-            return ["carbonledger.v1.Peer"]
-
-        nodes.append(RunningNode(led, register=register))
+    ledgers, wkeys, nodes = three_replicas(tmp_path, (PeerServicer, PeerServicer, ForgingPeer))
     try:
         collector = CosignCollector(ledgers[0], [n.target for n in nodes[1:]], [k.verifier() for k in wkeys])
         nodes[0].run(collector.collect_once())
