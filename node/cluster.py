@@ -69,7 +69,9 @@ class ClusterNode:
             self.witness = Witness(config.witness_key, config.node_dir / "witness", self.log_keys, local=ledger)
         self.collector: CosignCollector | None = None
         if config.peers:
-            self.collector = CosignCollector(ledger, config.peers, self.witness_keys, interval=config.cosign_interval)
+            self.collector = CosignCollector(
+                ledger, config.peers, self.witness_keys, own=self.witness, interval=config.cosign_interval
+            )
         self.http: WitnessHttpServer | None = None
         if config.witness_http:
             if self.witness is None:
@@ -86,7 +88,7 @@ class ClusterNode:
                 prefix=config.etcd_prefix or f"/carbonledger/{ledger.origin}/",
                 node_id=config.node_id,
                 peers=list(config.peers),
-                log_keys=self.log_keys,
+                policy=policy,
                 lease_ttl=config.lease_ttl,
                 compact_interval=config.compact_interval,
                 timeout=config.etcd_timeout,
@@ -110,7 +112,9 @@ class ClusterNode:
 
     def register(self, server: grpc.aio.Server, committer: GroupCommitter) -> list[str]:
         status = self.replicator.fill_status if self.replicator is not None else None
-        servicer = PeerServicer(self.ledger, witness=self.witness, collector=self.collector, status=status)
+        servicer = PeerServicer(
+            self.ledger, witness=self.witness, collector=self.collector, policy=self.config.policy, status=status
+        )
         cluster_pb2_grpc.add_PeerServicer_to_server(servicer, server)
         return [PEER_SERVICE]
 

@@ -2,8 +2,10 @@
 
 Each round, the collector offers the node's latest checkpoint to every peer's
 witness (``Peer.AddCheckpoint``), with the consistency proof from the size
-that peer last cosigned. A cosignature that verifies under a trusted witness
-key is merged into the note; the newest notes with their cosignatures are
+that peer last cosigned, and to the node's own witness, if it has one (it
+vouches for the tree this node built from the ordered batches, so that with
+one node of three down the other two still meet a 2-of-3 quorum). A
+cosignature that verifies under a trusted witness key is merged into the note; the newest notes with their cosignatures are
 kept, so that proofs and labels can carry them
 (:meth:`CosignCollector.best`). A peer's refusal is recorded with its reason
 (``refusals``) and logged: a fork refusal means this node's log differs from
@@ -26,7 +28,8 @@ from ledger.errors import LedgerError
 from ledger.keys import Verifier
 from ledger.log import Ledger
 from ledger.note import parse_note
-from node.witness import merge_cosignatures
+from ledger.policy import Policy, verify_checkpoint_policy
+from node.witness import Witness, WitnessRefused, merge_cosignatures
 
 __all__ = ["CosignCollector", "Refusal"]
 
@@ -52,11 +55,14 @@ class CosignCollector:
         peers: Sequence[str],
         witnesses: Sequence[Verifier],
         *,
+        own: Witness | None = None,
         interval: float = 0.5,
         timeout: float = 5.0,
     ) -> None:
         self._ledger = ledger
         self._peers = list(peers)
+        self._own = own
+        self._own_done = -1
         self._witnesses = {(w.name, w.keyid): w for w in witnesses}
         self._interval = interval
         self._timeout = timeout
@@ -108,6 +114,17 @@ class CosignCollector:
                 return have, self._notes[have]
         return None
 
+    def newest_meeting(self, policy: Policy) -> str | None:
+        """The newest collected checkpoint note that ``policy`` accepts (its
+        log signature and witness quorum), or None."""
+        for size in reversed(self._notes):
+            try:
+                verify_checkpoint_policy(self._notes[size], policy)
+            except LedgerError:
+                continue
+            return self._notes[size]
+        return None
+
     def _cosigners(self, note: str) -> list[str]:
         signed = parse_note(note)
         return [s.name for s in signed.signatures if (s.name, s.keyid) in self._witnesses]
@@ -133,9 +150,12 @@ class CosignCollector:
         if size == 0:
             return
         todo = [p for p in self._peers if self._done[p] < size]
-        if not todo:
+        own_due = self._own is not None and self._own_done < size
+        if not todo and not own_due:
             return
         lines = await asyncio.gather(*(self._ask(p, note, size) for p in todo))
+        if own_due:
+            lines.append(await asyncio.to_thread(self._ask_own, note, size))
         merged = self._notes.get(size, note)
         for line in lines:
             if line:
@@ -179,6 +199,17 @@ class CosignCollector:
                 )  # fmt: skip
             return None
         return None
+
+    def _ask_own(self, note: str, size: int) -> str | None:
+        assert self._own is not None
+        try:
+            line = self._own.add_checkpoint(note, 0, [])
+        except WitnessRefused as exc:
+            _log.error("this node's own witness refused its checkpoint", extra={"size": size, "kind": exc.kind,
+                                                                             "reason": exc.reason})  # fmt: skip
+            return None
+        self._own_done = size
+        return line
 
     def _trusted(self, note: str, line: str) -> bool:
         """Whether ``line`` is one cosignature, by a trusted witness, that

@@ -14,16 +14,19 @@ import grpc
 from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc, log_pb2
 
 from ledger.block import decode_block
+from ledger.checkpoint import parse_checkpoint
 from ledger.errors import MalformedError, NotFound
 from ledger.log import META_PREFIX, Ledger, open_tile_reader
 from ledger.merkle import consistency_proof, inclusion_proof
+from ledger.note import parse_note
+from ledger.policy import QUORUM_NONE, Policy
 from ledger.storage import Table, u64
 from ledger.tlog_proof import TlogProof, format_tlog_proof
-from node.errors import Unimplemented
+from node.errors import ShuttingDown, Unimplemented
 from node.witness import Witness, WitnessRefused
 from node.witness_collector import CosignCollector
 
-__all__ = ["PeerServicer", "read_blocks"]
+__all__ = ["NotWitnessedYet", "PeerServicer", "position_at_key", "read_blocks"]
 
 #: ``Ledger.meta`` key of the applied position (see node/replication/catchup.py).
 POSITION_KEY = b"replication/position"
@@ -31,9 +34,33 @@ _MAX_BLOCKS = 256
 _MAX_BYTES = 4 << 20
 
 
-def read_blocks(ledger: Ledger, first_height: int, known_size: int, max_blocks: int) -> cluster_pb2.GetBlocksResponse:
-    """Blocks from ``first_height`` with their entries, read in one snapshot
-    together with the applied revision, so the revision is exact."""
+class NotWitnessedYet(ShuttingDown):
+    """No checkpoint of this node meets the cluster's witness policy yet, so
+    it serves no blocks to catch up from (UNAVAILABLE: ask again later)."""
+
+
+def position_at_key(height: int) -> bytes:
+    """``Ledger.meta`` key of the ordering position of the batch that wrote
+    block ``height``.
+
+    Each applied batch writes its position under the *next* height, in the
+    transaction that applies it: a batch that makes no block (all its entries
+    refused) is overwritten by the one that does, so for every block that
+    exists the key holds the batch that made it, the same on every replica.
+    A peer catching up to that block resumes from there.
+    """
+    return POSITION_KEY + b"/" + u64(height)
+
+
+def read_blocks(
+    ledger: Ledger, first_height: int, known_size: int, max_blocks: int, anchor: str | None = None
+) -> cluster_pb2.GetBlocksResponse:
+    """Blocks from ``first_height`` with their entries, up to the ``anchor``:
+    the newest checkpoint note of ours that meets the cluster's witness
+    policy (``None``: our signed head, for a cluster without witnesses). The
+    answer carries the anchor and a consistency proof to it from the last
+    block returned, and the ordering position once that block is the
+    anchor's, all read in one snapshot."""
     if first_height < 1:
         raise MalformedError("first_height", "must be at least 1")
     max_blocks = min(max_blocks or _MAX_BLOCKS, _MAX_BLOCKS)
@@ -45,12 +72,20 @@ def read_blocks(ledger: Ledger, first_height: int, known_size: int, max_blocks: 
         out.head_height = head.height
         if known_size > head.tree_size:
             raise NotFound("tree size", known_size)
+        if anchor is None:
+            note = txn.get(Table.CHECKPOINTS, u64(head.tree_size))
+            assert note is not None
+            anchor = bytes(note).decode()
+        anchor_size = parse_checkpoint(parse_note(anchor).text).size
+        out.checkpoint = anchor
+        end, end_height = known_size, first_height - 1
         total = 0
-        block = None
         for height in range(first_height, min(head.height, first_height + max_blocks - 1) + 1):
             raw = txn.get(Table.BLOCKS, u64(height))
             assert raw is not None
             block = decode_block(raw)
+            if block.tree_size > anchor_size:
+                break  # past what the cluster's witnesses vouch for
             entries = []
             for index in range(block.first_index, block.end_index):
                 value = txn.get(Table.ENTRIES, u64(index))
@@ -58,16 +93,17 @@ def read_blocks(ledger: Ledger, first_height: int, known_size: int, max_blocks: 
                 entries.append(bytes(value))
                 total += len(value)
             out.blocks.append(cluster_pb2.BlockWithEntries(block=bytes(raw), entries=entries))
+            end, end_height = block.tree_size, height
             if total > _MAX_BYTES:
                 break
-        size = block.tree_size if block is not None else head.tree_size
-        note = txn.get(Table.CHECKPOINTS, u64(size))
-        assert note is not None
-        out.checkpoint = bytes(note).decode()
-        if 0 < known_size < size:
-            out.consistency.extend(consistency_proof(open_tile_reader(txn), known_size, size))
-        if block is None or block.height == head.height:
-            position = txn.get(Table.META, META_PREFIX + POSITION_KEY)
+        if 0 < end < anchor_size:
+            out.consistency.extend(consistency_proof(open_tile_reader(txn), end, anchor_size))
+        if end == anchor_size and end_height >= 0:
+            position = txn.get(Table.META, META_PREFIX + position_at_key(end_height))
+            if position is None and end_height == head.height:
+                # Blocks this node took from a peer have no position of their
+                # own; at the head, the latest applied one resumes as well.
+                position = txn.get(Table.META, META_PREFIX + POSITION_KEY)
             if position is not None and len(position) == 16:
                 out.has_position = True
                 out.applied_seq, out.applied_revision = struct.unpack(">QQ", bytes(position))
@@ -81,18 +117,26 @@ class PeerServicer(cluster_pb2_grpc.PeerServicer):
         *,
         witness: Witness | None = None,
         collector: CosignCollector | None = None,
+        policy: Policy | None = None,
         status: Any = None,
     ) -> None:
         self._ledger = ledger
         self._witness = witness
         self._collector = collector
+        # Blocks are served only up to a checkpoint this policy accepts.
+        self._policy = policy if policy is not None and policy.quorum != QUORUM_NONE else None
         self._status = status  # a callable filling a ClusterStatus, from the replicator
 
     async def GetBlocks(
         self, request: cluster_pb2.GetBlocksRequest, context: grpc.aio.ServicerContext
     ) -> cluster_pb2.GetBlocksResponse:
+        anchor = None
+        if self._policy is not None:
+            anchor = self._collector.newest_meeting(self._policy) if self._collector is not None else None
+            if anchor is None:
+                raise NotWitnessedYet("no checkpoint of this node meets the cluster's witness quorum yet; retry")
         return await asyncio.to_thread(
-            read_blocks, self._ledger, request.first_height, request.known_size, request.max_blocks
+            read_blocks, self._ledger, request.first_height, request.known_size, request.max_blocks, anchor
         )
 
     async def AddCheckpoint(

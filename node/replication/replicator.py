@@ -43,6 +43,7 @@ from carbonledger.v1 import cluster_pb2
 from ledger.errors import LedgerError, MalformedError, StorageError
 from ledger.keys import Verifier
 from ledger.log import Ledger, Receipt
+from ledger.policy import QUORUM_NONE, Policy, PolicyLog
 from node.committer import CommitListener, Committed, GroupCommitter
 from node.replication.catchup import (
     CATCHING_UP,
@@ -52,6 +53,7 @@ from node.replication.catchup import (
     encode_position,
 )
 from node.replication.etcd import EtcdOrdering, OrderingUnavailable
+from node.replication.peer import position_at_key
 from node.replication.records import BatchRecord, decode_record, encode_record, split_batch
 
 __all__ = ["ReplicatedCommitter", "Replicator"]
@@ -69,7 +71,7 @@ class Replicator:
         prefix: str,
         node_id: str,
         peers: Sequence[str] = (),
-        log_keys: Sequence[Verifier] = (),
+        policy: Policy | None = None,
         lease_ttl: int = 30,
         compact_interval: float = 5.0,
         timeout: float = 5.0,
@@ -80,7 +82,9 @@ class Replicator:
         self._etcd = EtcdOrdering(endpoints, prefix, timeout=timeout)
         self._node = node_id
         self._peers = list(peers)
-        self._log_keys = [k for k in log_keys if k.name == ledger.origin] or [Verifier.from_vkey(ledger.vkey)]
+        # What a peer's blocks must be anchored to before this node applies
+        # them: the cluster's policy, or without one, this log's own key.
+        self._policy = policy or Policy((PolicyLog(Verifier.from_vkey(ledger.vkey)),), (), (), QUORUM_NONE)
         self._lease_ttl = lease_ttl
         self._compact_interval = compact_interval
         self._apply_timeout = apply_timeout
@@ -211,11 +215,13 @@ class Replicator:
         entries: tuple[bytes, ...] = rec.entries if rec else ()
         mine = rec is not None and rec.node == self._node
         verified = self._verified.get(rec.batch_id) if mine and rec else None
-        meta = {POSITION_KEY: encode_position(seq, revision)}
+        position = encode_position(seq, revision)
         when = rec.time if rec else None
         loop = asyncio.get_running_loop()
 
         def work() -> _ApplyResult:
+            # Read here, in the applier thread: only it moves the head.
+            meta = {POSITION_KEY: position, position_at_key(self._ledger.head.height + 1): position}
             try:
                 return self._ledger.submit(entries, verified=verified, time=when, meta=meta)
             except MalformedError as exc:
@@ -242,7 +248,7 @@ class Replicator:
         if not self._peers:
             raise OrderingUnavailable("etcd no longer holds the batches this node needs and it has no --peer")
         before = self._ledger.head.height
-        position = await catch_up(self._ledger, self._peers, self._log_keys, self._applier)
+        position = await catch_up(self._ledger, self._peers, self._policy, self._applier)
         self.blocks_from_peers += self._ledger.head.height - before
         if self.position is not None and position[0] <= self.position[0]:
             await asyncio.sleep(0.5)  # the peers are no further than we are; let them move on

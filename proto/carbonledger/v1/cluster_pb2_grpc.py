@@ -66,9 +66,11 @@ class PeerServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetBlocks(self, request, context):
-        """Blocks of the peer's log with their entries, a signed checkpoint at the
-        last returned block and a consistency proof to it from known_size. The
-        caller verifies all of it before applying anything.
+        """Blocks of the peer's log with their entries, up to the peer's newest
+        checkpoint that meets the cluster's witness policy (the anchor), with the
+        anchor and a consistency proof to it. The caller verifies all of it
+        before applying anything. UNAVAILABLE while no checkpoint of the peer
+        meets the quorum.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
