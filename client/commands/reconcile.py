@@ -72,28 +72,33 @@ def _row(raw: dict[str, Any], where: str) -> Any:
 
 def read_books(path: str, args: argparse.Namespace | None = None) -> list[Any]:
     """The book rows of a CSV or JSON file (see the module doc)."""
-    text = read_text(path, "books file")
+    # Excel's "CSV UTF-8" starts with a byte order mark, which would become
+    # part of the first header name ("\ufeffaccount").
+    text = read_text(path, "books file").removeprefix("\ufeff")
     is_json = path.lower().endswith(".json") or text.lstrip()[:1] in ("[", "{")
     if is_json:
         obj = parse_json(text, f"books file {path}")
         raws = obj.get("rows") if isinstance(obj, dict) else obj
         if not isinstance(raws, list) or not all(isinstance(r, dict) for r in raws):
             raise UsageError(f"books file {path}: want a list of row objects (or {{\"rows\": [...]}})")
+        numbered = list(enumerate(raws))
         where = "row {}"
     else:
         reader = csv.DictReader(io.StringIO(text))
         try:
             if not reader.fieldnames or "account" not in [f.strip() for f in reader.fieldnames]:
                 raise UsageError(f"books file {path}: CSV needs a header row with account, asset, ...")
-            raws = [{(k or "").strip(): v for k, v in r.items()} for r in reader]
+            # The reader's line number, not a count of rows: blank lines and
+            # quoted line breaks would otherwise shift every later message.
+            numbered = [(reader.line_num, {(k or "").strip(): v for k, v in r.items()}) for r in reader]
         except csv.Error as exc:  # a field over the csv module's 128 KiB limit, say
             raise UsageError(f"books file {path}: line {reader.line_num + 1}: not CSV: {exc}") from None
         where = "line {}"
     rows = []
     ns = args or argparse.Namespace(json=True)
-    with progress(ns, total=len(raws), unit="row", desc="books") as bar:
-        for i, raw in enumerate(raws):
-            rows.append(_row(raw, f"books file {path}: " + where.format(i + 2 if not is_json else i)))
+    with progress(ns, total=len(numbered), unit="row", desc="books") as bar:
+        for i, raw in numbered:
+            rows.append(_row(raw, f"books file {path}: " + where.format(i)))
             bar.update(1)
     if not rows:
         raise UsageError(f"books file {path}: no rows")
