@@ -174,9 +174,17 @@ def test_worked_supply_chain_steel_part_car() -> None:
     assert car.stale_marks[0].upstream == pf_uuid("door") and car.stale_marks[0].index == w.index - 1
     assert footprint_versions(w.kv, pf_uuid("steel")) == (pf_uuid("steel"), pf_uuid("steel-v2"))
     assert get_footprint(w.kv, pf_uuid("steel")).successor == pf_uuid("steel-v2")
+    # A truck published now on the stale door is downstream of steel v1 too,
+    # like the car: stale from the start, through the door.
+    w.publish("CARS", "truck", "5000", components=[{"pfId": pf_uuid("door"), "quantity": "6", "unit": "kilogram"}])
+    truck = get_footprint(w.kv, pf_uuid("truck"))
+    assert [(m.upstream, m.root, m.index) for m in truck.stale_marks] == [(pf_uuid("door"), pf_uuid("steel"), car.stale_marks[0].index)]
     # The door maker re-versions on steel v2; the new door is fresh.
     w.publish("PARTS", "door-v2", "24", preceding=["door"], components=[{"pfId": pf_uuid("steel-v2"), "quantity": "10", "unit": "kilogram"}])
     assert not get_footprint(w.kv, pf_uuid("door-v2")).stale
+    # On the fresh door v2, a new truck version is not stale.
+    w.publish("CARS", "truck-v2", "5000", preceding=["truck"], components=[{"pfId": pf_uuid("door-v2"), "quantity": "6", "unit": "kilogram"}])
+    assert not get_footprint(w.kv, pf_uuid("truck-v2")).stale
 
 
 def test_upstream_walks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

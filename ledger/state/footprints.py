@@ -8,7 +8,8 @@ upstream, another version of itself. Components must exist and be Active when
 referenced, their unit must match the upstream's declared unit, and the
 declared PCF may not be below the sum of upstream contributions. When a
 footprint is deprecated, everything downstream of it, transitively, is marked
-stale and subscribers are told which ids.
+stale and subscribers are told which ids; a footprint published later on a
+stale component carries its marks from the start.
 """
 
 from __future__ import annotations
@@ -240,6 +241,8 @@ def _publish(tx: Tx) -> None:
     # Fractions reduces by a gcd at every step, and the sum is only compared.
     num, den = 0, 1
     components: list[dict[str, str]] = []
+    stale: list[dict[str, Any]] = []
+    stale_roots: set[str] = set()
     for i, comp in enumerate(body.components):
         where = f"body.components[{i}]"
         up_id = comp.pfId.lower()
@@ -255,6 +258,13 @@ def _publish(tx: Tx) -> None:
         else:
             num, den = num * part.denominator + part.numerator * den, den * part.denominator
         components.append({"pf": up_id, "quantity": comp.quantity, "unit": comp.unit})
+        # A component already stale passes its staleness on: this footprint
+        # is downstream of the same deprecated footprints as its siblings
+        # that existed when the deprecation marked them. One mark per root.
+        for mark in up["stale"]:
+            if mark["root"] not in stale_roots:
+                stale_roots.add(mark["root"])
+                stale.append({"upstream": up_id, "root": mark["root"], "index": mark["index"]})
     # (3) No product contains a version of itself. A first version starts a
     # new lineage that nothing existing can reference, so only re-versions
     # need the upstream walk.
@@ -290,7 +300,7 @@ def _publish(tx: Tx) -> None:
         "components": components,
         "claims": {"gec": [[s, e] for s, e, _ in gec], "ccer": [[s, e] for s, e, _ in ccer]},
         "attestations": [],
-        "stale": [],
+        "stale": stale,
     }
     tx.put_shared(record, "f", pf_id, raw=encode_published(record))
     tx.put(tx.ctx.index, "fo", owner, pf_id)
