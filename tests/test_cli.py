@@ -18,8 +18,10 @@ import pytest
 from client.cli import main
 from client.sdk import LedgerClient
 from ledger.keys import Signer
+from ledger.log import Ledger
 from ledger.records.build import org_spec, signed_op
-from tests.test_node_support import RunningNode, key, open_ledger
+from ledger.state import StateMachine
+from tests.test_node_support import Net, RunningNode, key, open_ledger
 from tests.test_state_world import pact_doc, pf_uuid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -422,3 +424,72 @@ def test_signer_key_name_is_free(tmp_path: Path) -> None:
     path = tmp_path / "k.key"
     path.write_text(signer.skey + "\n")
     assert load_signer(str(path)).vkey == signer.vkey
+
+
+# -- label verify, offline: a label built on an in-memory ledger -------------------------
+
+
+class Offline:
+    """A ledger in memory with STEEL's footprint, its policy file, and the CLI
+    with no node: what a buyer holds when running ``label verify``."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], tmp: Path) -> None:
+        self.net = Net()
+        self.ledger = Ledger.memory(signer=key("LOG"), machine=StateMachine())
+        self.ledger.append(self.net.setup())
+        self.ledger.append([self.net.publish("STEEL", "steel", "2.0")])
+        self.tmp = tmp
+        self.policy = tmp / "policy.txt"
+        self.policy.write_text(f"log {self.ledger.vkey}\nquorum none\n")
+        self.cli = Cli(capsys, "", tmp)
+
+    def label(self, name: str = "steel", *, text: bytes | None = None, file: str = "") -> Path:
+        """A label file: the node's label of footprint ``name``, or ``text``."""
+        from node.label_builder import build_label
+
+        path = self.tmp / (file or f"{name}.label.json")
+        path.write_bytes(build_label(self.ledger, pf_uuid(name)) if text is None else text)
+        return path
+
+    def verify(self, path: Path, *args: str, code: int = 0) -> tuple[str, str]:
+        return self.cli("label", "verify", str(path), "--policy", str(self.policy), *args, code=code, node=False)
+
+
+@pytest.fixture
+def offline(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Iterator[Offline]:
+    got = Offline(capsys, tmp_path)
+    yield got
+    got.ledger.close()
+
+
+def _relabel(label: bytes, change: Any) -> bytes:
+    doc = json.loads(label)
+    change(doc)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_a_malformed_label_fails_verification_with_exit_1(offline: Offline) -> None:
+    """A label that was read but does not parse is a label that does not
+    verify (exit 1), not a misuse of the CLI (exit 2)."""
+    good = offline.label().read_bytes()
+    out, _ = offline.verify(offline.label())
+    assert out.startswith("LABEL OK")
+    cases = [
+        (_relabel(good, lambda d: d["footprint"].update(entry="not base64!")), "malformed footprint.entry"),
+        (_relabel(good, lambda d: d["footprint"].update(proof="nope")), "malformed footprint.proof"),
+        (_relabel(good, lambda d: d.update(version=2)), "malformed label.version"),
+        (b"<html>not found</html>", "malformed label"),
+    ]
+    for i, (text, message) in enumerate(cases):
+        path = offline.label(text=text, file=f"bad{i}.json")
+        _, err = offline.verify(path, code=1)
+        assert err.startswith("carbonledger: label does not verify: ") and message in err, err
+        assert err.count("\n") == 1, err
+    got = json.loads(offline.verify(offline.label(text=cases[0][0], file="bad.json"), "--json", code=1)[0])
+    assert got["error"]["type"] == "MalformedLabel" and got["error"]["what"] == "footprint.entry"
+    # What stays bad input: a label file that cannot be read, a bad policy.
+    _, err = offline.verify(offline.tmp / "missing.json", code=2)
+    assert "label file" in err and "no such file" in err
+    offline.policy.write_text("not a policy\n")
+    _, err = offline.verify(offline.label(), code=2)
+    assert err.startswith("carbonledger: policy file ") and err.count("\n") == 1

@@ -5,7 +5,8 @@ Exit codes of every verb:
 
 - 0: done;
 - 1: the ledger said no: a rejected operation (the rule and field are
-  printed), an unknown id, a label or proof that does not verify, a
+  printed), an unknown id, a label or proof that does not verify (a label
+  file that was read but is malformed included: see commands/labels.py), a
   reconciliation with mismatches;
 - 2: bad input: a missing or unreadable file, bad JSON, a bad range or date,
   or a request the node refused as malformed;

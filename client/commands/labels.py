@@ -1,6 +1,13 @@
 """``carbonledger label get|verify`` and ``carbonledger policy``: a buyer's
 verbs. ``label verify`` needs no network: a label file and a C2SP tlog-policy
-naming the log key (and, optionally, witnesses and a quorum) are enough."""
+naming the log key (and, optionally, witnesses and a quorum) are enough.
+
+Exit codes of ``label verify`` (and of ``label get --policy``): 0 the label
+verified; 1 it did not, whether a proof or signature failed, a link between
+entries is broken, or its content is malformed (a bad entry, a bad proof, not
+a label at all); 2 the CLI was used wrongly: a label file that cannot be
+read or is larger than any label may be, a bad policy file, a bad option.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +26,24 @@ from client.commands._common import (
     read_bytes,
     read_text,
 )
+from ledger.errors import VerificationError
 
-__all__ = ["make_policy", "register"]
+__all__ = ["MalformedLabel", "make_policy", "register"]
+
+
+class MalformedLabel(VerificationError):
+    """A label whose content does not parse: ``what`` names the field or
+    entry, ``reason`` what is wrong with it.
+
+    The verifier raises MalformedError for it, which the CLI otherwise
+    reports as bad input (exit 2). But the file was read; what it holds is a
+    label that fails verification, and a buyer's script must see the same
+    exit 1 as for a label whose signature fails, whichever way it is bad."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"label does not verify: malformed {what}: {reason}")
+        self.what = what
+        self.reason = reason
 
 
 def _report_dict(report: Any) -> Any:
@@ -48,8 +71,13 @@ def _load_policy(path: str) -> Any:
 
 def _verify(args: argparse.Namespace, data: bytes, policy_path: str) -> int:
     from client.label import verify_label
+    from ledger.errors import MalformedError
 
-    report = verify_label(data, _load_policy(policy_path), require_attestation=args.require_attestation)
+    policy = _load_policy(policy_path)
+    try:
+        report = verify_label(data, policy, require_attestation=args.require_attestation)
+    except MalformedError as exc:
+        raise MalformedLabel(exc.what, exc.reason) from None
     emit(args, "LABEL OK\n" + report.summary().rstrip("\n"), {"ok": True, "report": _report_dict(report)})
     return 0
 
