@@ -39,6 +39,16 @@ checked here, from the entries themselves.
 A label proves facts as of its tree size. It cannot prove freshness: a
 builder can leave out later attestations or deprecations, so ``stale`` and
 ``deprecated`` are true only when the label carries the evidence.
+
+Nor can it prove currency, even as of its own tree size. A deprecation or a
+newer version is an entry like any other; its absence from a label shows
+only that the builder did not include one. Proving "no entry below size N
+deprecates this footprint" would take every entry below N, or a signed
+commitment to the state (a map of footprint -> status with non-membership
+proofs) that the checkpoint does not carry: the log signs only its entries'
+Merkle root. A label's ``deprecated = False`` is therefore no evidence of
+currency; :func:`check_current` says so by failing, and the only check of
+currency is online, asking a node (whose answer the buyer then trusts).
 """
 
 from __future__ import annotations
@@ -87,11 +97,16 @@ __all__ = [
     "BrokenLink",
     "CheckpointInfo",
     "ComponentReport",
+    "CurrencyUnproven",
     "LabelEntry",
     "LabelNode",
     "LabelReport",
     "MissingAttestation",
+    "NotCurrent",
     "RetirementInfo",
+    "UnexpectedFootprint",
+    "check_current",
+    "check_footprint_id",
     "format_label",
     "parse_label",
     "verify_label",
@@ -130,6 +145,45 @@ class BrokenLink(VerificationError):
 
 class MissingAttestation(BrokenLink):
     """A footprint has no verification-body attestation and one was required."""
+
+
+class UnexpectedFootprint(VerificationError):
+    """The label verified, but it is the label of footprint ``found``, not of
+    the ``expected`` one: a valid label of another product."""
+
+    def __init__(self, expected: str, found: str, product: str) -> None:
+        super().__init__(
+            f"label is of footprint {found} ({product}), not of the expected {expected}"
+        )
+        self.expected = expected
+        self.found = found
+
+
+class NotCurrent(VerificationError):
+    """Currency was required and the label proves the opposite: it carries
+    the deprecation (or newer version) of ``footprint_id``, the label's own
+    footprint or one upstream of it (``reason`` says which)."""
+
+    def __init__(self, footprint_id: str, reason: str) -> None:
+        super().__init__(f"footprint {footprint_id} is not current: {reason}")
+        self.footprint_id = footprint_id
+        self.reason = reason
+
+
+class CurrencyUnproven(VerificationError):
+    """Currency was required and, as for every label, nothing in it proves
+    it (see the module doc): the label verified, but the buyer's requirement
+    cannot be met offline."""
+
+    def __init__(self, footprint_id: str, tree_size: int) -> None:
+        super().__init__(
+            f"currency of footprint {footprint_id} cannot be proven offline: a label holds only "
+            f"the entries its builder chose, and the log signs no statement that no deprecation "
+            f"or newer version of it exists at tree size {tree_size}; check online with "
+            f"'carbonledger footprint show {footprint_id}', which trusts the node's answer"
+        )
+        self.footprint_id = footprint_id
+        self.tree_size = tree_size
 
 
 # --- the format ----------------------------------------------------------------------
@@ -316,7 +370,9 @@ class LabelReport:
     for what "proved" means). ``pcf`` is PACT ``pcfExcludingBiogenicUptake``
     in kgCO2e per ``declared_unit_amount`` ``declared_unit``; renewable
     electricity is the GEC units claimed (1 unit = 1 MWh) and offsets the
-    CCER units claimed (1 unit = 1 tCO2e)."""
+    CCER units claimed (1 unit = 1 tCO2e). ``deprecated`` and ``stale``
+    are True when the label carries the evidence; False means only that it
+    carries none, never that the footprint is current."""
 
     footprint_id: str
     product_name: str
@@ -373,7 +429,12 @@ def _status(r: LabelReport) -> str:
         return "DEPRECATED (a newer version or withdrawal is in the log)"
     if r.stale:
         return "STALE (an upstream footprint was deprecated)"
-    return "current as of this checkpoint"
+    # Not "current": a label cannot show that no deprecation exists (see the
+    # module doc), and a buyer must not read the absence of one as currency.
+    return (
+        "no deprecation or newer version is included in this label; a label cannot\n"
+        "              prove there is none, so check the ledger for currency"
+    )
 
 
 def _tree(r: LabelReport, indent: str) -> list[str]:
@@ -734,6 +795,48 @@ def _first_gap(start: int, end: int, covers: list[tuple[int, int]]) -> tuple[int
             return None
     nxt = min((s for s, _ in covers if s > at), default=end)
     return (at, min(nxt, end))
+
+
+def check_footprint_id(report: LabelReport, pf_id: str) -> None:
+    """Raise :class:`UnexpectedFootprint` unless ``report`` is the label of
+    PACT footprint ``pf_id`` (a UUID, compared case-insensitively). A valid
+    label of another product proves nothing about the one the buyer holds."""
+    expected = pf_id.lower()
+    if report.footprint_id != expected:
+        raise UnexpectedFootprint(expected, report.footprint_id, report.product_name)
+
+
+def check_current(report: LabelReport) -> None:
+    """Raise unless the label proves its footprint current, which no label
+    can (see the module doc): :class:`NotCurrent` when it carries the
+    evidence that the footprint, or one upstream of it, was deprecated, and
+    :class:`CurrencyUnproven` otherwise. This label format carries no proof
+    of currency, so it always raises."""
+    if report.deprecated:
+        raise NotCurrent(
+            report.footprint_id, "the label carries its deprecation or a newer version of it"
+        )
+    if report.stale:
+        upstream = _first_deprecated(report)
+        raise NotCurrent(
+            report.footprint_id,
+            "the label carries the deprecation of an upstream footprint"
+            + (f" ({upstream})" if upstream else ""),
+        )
+    raise CurrencyUnproven(report.footprint_id, report.checkpoint.size)
+
+
+def _first_deprecated(report: LabelReport) -> str | None:
+    """The id of the first footprint in ``report``'s component tree, depth
+    first, whose own label carries its deprecation; None if the evidence sits
+    only in a downstream footprint's deprecations."""
+    for c in report.components:
+        if c.label.deprecated:
+            return c.footprint_id
+        found = _first_deprecated(c.label)
+        if found is not None:
+            return found
+    return None
 
 
 def verify_label(label: bytes, policy: Policy, *, require_attestation: bool = False) -> LabelReport:

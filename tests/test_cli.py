@@ -493,3 +493,73 @@ def test_a_malformed_label_fails_verification_with_exit_1(offline: Offline) -> N
     offline.policy.write_text("not a policy\n")
     _, err = offline.verify(offline.label(), code=2)
     assert err.startswith("carbonledger: policy file ") and err.count("\n") == 1
+
+
+def test_the_report_does_not_claim_currency_it_cannot_prove(offline: Offline) -> None:
+    out, _ = offline.verify(offline.label())
+    assert "current as of" not in out
+    assert "no deprecation or newer version is included in this label" in out
+    assert "check the ledger for currency" in out
+
+
+def test_expect_pf_id_fails_a_valid_label_of_another_product(offline: Offline) -> None:
+    offline.ledger.append([offline.net.publish("STEEL", "plate", "3.0")])
+    steel = offline.label()
+    out, _ = offline.verify(steel, "--expect-pf-id", pf_uuid("steel").upper())
+    assert out.startswith("LABEL OK")
+    _, err = offline.verify(steel, "--expect-pf-id", pf_uuid("plate"), code=1)
+    assert err == (f"carbonledger: label is of footprint {pf_uuid('steel')} (steel), "
+                   f"not of the expected {pf_uuid('plate')}\n")  # fmt: skip
+    got = json.loads(offline.verify(steel, "--expect-pf-id", pf_uuid("plate"), "--json", code=1)[0])
+    assert got["error"]["type"] == "UnexpectedFootprint"
+    # An id that is no PACT id is bad input, refused before the label is read.
+    with pytest.raises(SystemExit) as exit_:
+        offline.verify(steel, "--expect-pf-id", "steel")
+    assert exit_.value.code == 2
+    assert "'steel' is not a PACT footprint id" in offline.cli.capsys.readouterr().err
+
+
+def test_require_current_fails_with_what_it_can_and_cannot_prove(offline: Offline) -> None:
+    steel = offline.label()
+    size = offline.ledger.size
+    _, err = offline.verify(steel, "--require-current", code=1)
+    assert err.startswith(f"carbonledger: currency of footprint {pf_uuid('steel')} cannot be proven offline")
+    assert f"at tree size {size}" in err and f"carbonledger footprint show {pf_uuid('steel')}" in err
+    assert err.count("\n") == 1
+    # A label that carries the deprecation proves the opposite, and says so.
+    offline.ledger.append([offline.net.publish("STEEL", "steel-v2", "1.9", preceding=["steel"])])
+    deprecated = offline.label(file="steel-deprecated.json")
+    out, _ = offline.verify(deprecated)
+    assert "DEPRECATED" in out
+    _, err = offline.verify(deprecated, "--require-current", code=1)
+    assert err == (f"carbonledger: footprint {pf_uuid('steel')} is not current: "
+                   "the label carries its deprecation or a newer version of it\n")  # fmt: skip
+    # A broken label is reported as broken, before any requirement.
+    broken = offline.label(text=_relabel(steel.read_bytes(), lambda d: d["footprint"].update(proof="x")), file="b.json")
+    _, err = offline.verify(broken, "--require-current", "--expect-pf-id", pf_uuid("plate"), code=1)
+    assert "malformed footprint.proof" in err
+
+
+def test_label_get_checks_the_label_is_of_the_footprint_asked_for(offline: Offline) -> None:
+    """A node that answers with the label of another footprint is caught."""
+    from client.label import LABEL_MEDIA_TYPE
+    from node.label_builder import build_label
+
+    offline.ledger.append([offline.net.publish("STEEL", "plate", "3.0")])
+
+    def always_steel(ledger: Ledger, footprint_id: str, tree_size: int) -> tuple[bytes, str]:
+        return build_label(ledger, pf_uuid("steel"), tree_size), LABEL_MEDIA_TYPE
+
+    running = RunningNode(offline.ledger, label_builder=always_steel)
+    try:
+        cli = Cli(offline.cli.capsys, running.target, offline.tmp)
+        out, _ = cli("label", "get", pf_uuid("steel"), "--out", str(offline.tmp / "s.json"), "--policy", str(offline.policy))
+        assert "LABEL OK" in out
+        _, err = cli("label", "get", pf_uuid("plate"), "--out", str(offline.tmp / "p.json"),
+                     "--policy", str(offline.policy), code=1)  # fmt: skip
+        assert f"label is of footprint {pf_uuid('steel')} (steel), not of the expected {pf_uuid('plate')}" in err
+        _, err = cli("label", "get", pf_uuid("steel"), "--out", str(offline.tmp / "s.json"),
+                     "--policy", str(offline.policy), "--require-current", code=1)  # fmt: skip
+        assert "cannot be proven offline" in err
+    finally:
+        running.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,20 @@ def _load_policy(path: str) -> Any:
         raise UsageError(f"policy file {path}: {exc.what}: {exc.reason}") from None
 
 
-def _verify(args: argparse.Namespace, data: bytes, policy_path: str) -> int:
-    from client.label import verify_label
+# A PACT v3 ProductFootprint id: a UUID written as PACT writes it (8-4-4-4-12).
+_PF_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def pact_footprint_id(text: str) -> str:
+    """An argparse type for ``--expect-pf-id``: a PACT footprint id (UUID),
+    refused here so that a typo is bad input (2), not a failed label (1)."""
+    if _PF_ID_RE.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PACT footprint id (a UUID, 8-4-4-4-12 hex digits)")
+    return text.lower()
+
+
+def _verify(args: argparse.Namespace, data: bytes, policy_path: str, expect_pf_id: str | None) -> int:
+    from client.label import check_current, check_footprint_id, verify_label
     from ledger.errors import MalformedError
 
     policy = _load_policy(policy_path)
@@ -78,6 +91,12 @@ def _verify(args: argparse.Namespace, data: bytes, policy_path: str) -> int:
         report = verify_label(data, policy, require_attestation=args.require_attestation)
     except MalformedError as exc:
         raise MalformedLabel(exc.what, exc.reason) from None
+    # After the label verified, so a broken label is reported as broken
+    # first: these two are the buyer's requirements of a valid label.
+    if expect_pf_id is not None:
+        check_footprint_id(report, expect_pf_id)
+    if args.require_current:
+        check_current(report)
     emit(args, "LABEL OK\n" + report.summary().rstrip("\n"), {"ok": True, "report": _report_dict(report)})
     return 0
 
@@ -90,7 +109,8 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.policy:
         if not args.json:
             print(f"label of {args.pf_id} written to {out} ({len(data)} bytes)")
-        return _verify(args, data, args.policy)
+        # The node answered for the id asked: check that it did.
+        return _verify(args, data, args.policy, args.pf_id)
     emit(args, f"label of {args.pf_id} written to {out} ({len(data)} bytes)",
          {"footprint_id": args.pf_id, "file": str(out), "bytes": len(data)})
     return 0
@@ -99,7 +119,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from client.label import MAX_LABEL_SIZE
 
-    return _verify(args, read_bytes(args.file, "label file", MAX_LABEL_SIZE), args.policy)
+    return _verify(args, read_bytes(args.file, "label file", MAX_LABEL_SIZE), args.policy, args.expect_pf_id)
 
 
 def make_policy(log_vkey: str, witnesses: list[tuple[str, str]], quorum: str | None) -> str:
@@ -156,6 +176,16 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+_REQUIRE_CURRENT_HELP = (
+    "fail (exit 1) unless the label proves the footprint current. No label can: it holds only the "
+    "entries the node chose to put in it, and the log signs no statement that a footprint has no "
+    "deprecation or newer version, so its absence cannot be shown offline. With this option the "
+    "verdict is exit 1 naming the deprecation the label carries, or saying that currency cannot be "
+    "proven offline; check currency online with 'carbonledger footprint show PF_ID' (which trusts "
+    "the node's answer)"
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     label = sub.add_parser("label", help="fetch a product's carbon label; verify one offline")
     verbs = label.add_subparsers(dest="verb", required=True)
@@ -167,6 +197,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--policy", help="verify the fetched label against this tlog-policy file")
     p.add_argument("--require-attestation", action="store_true",
                    help="every footprint in the tree must be attested by a verification body")
+    p.add_argument("--require-current", action="store_true", help=_REQUIRE_CURRENT_HELP)
     add_node_options(p)
     p.set_defaults(func=cmd_get)
 
@@ -175,6 +206,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--policy", required=True, help="C2SP tlog-policy file (see carbonledger policy)")
     p.add_argument("--require-attestation", action="store_true",
                    help="every footprint in the tree must be attested by a verification body")
+    p.add_argument("--expect-pf-id", type=pact_footprint_id, metavar="UUID",
+                   help="fail (exit 1) unless the label is of this PACT footprint id: a valid label "
+                        "of another product proves nothing about yours")
+    p.add_argument("--require-current", action="store_true", help=_REQUIRE_CURRENT_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
