@@ -49,6 +49,13 @@ proofs) that the checkpoint does not carry: the log signs only its entries'
 Merkle root. A label's ``deprecated = False`` is therefore no evidence of
 currency; :func:`check_current` says so by failing, and the only check of
 currency is online, asking a node (whose answer the buyer then trusts).
+
+A tlog-proof may carry an ``extra`` line of opaque data. C2SP tlog-proof
+says applications MUST NOT implicitly trust it: no log or witness signature
+covers it, so anyone passing the label on can add or change it. Labels give
+it no meaning, and the verifier never uses it; it does report every one
+(:attr:`LabelReport.proof_extras`), so that data riding along in a label is
+seen rather than passed on unnoticed.
 """
 
 from __future__ import annotations
@@ -103,6 +110,7 @@ __all__ = [
     "LabelReport",
     "MissingAttestation",
     "NotCurrent",
+    "ProofExtra",
     "RetirementInfo",
     "UnexpectedFootprint",
     "check_current",
@@ -354,6 +362,17 @@ class RetirementInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ProofExtra:
+    """The C2SP tlog-proof ``extra`` data carried by the proof of one entry
+    (``where`` in the label, entry ``index``): not authenticated, and not
+    used by the verifier; reported so that it is not carried silently."""
+
+    where: str
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ComponentReport:
     """An upstream footprint as referenced (``quantity`` of its ``unit`` per
     declared unit) and what its own label proved."""
@@ -372,7 +391,9 @@ class LabelReport:
     electricity is the GEC units claimed (1 unit = 1 MWh) and offsets the
     CCER units claimed (1 unit = 1 tCO2e). ``deprecated`` and ``stale``
     are True when the label carries the evidence; False means only that it
-    carries none, never that the footprint is current."""
+    carries none, never that the footprint is current. ``proof_extras``
+    lists the unauthenticated extra data of this footprint's own proofs
+    (its components' are in their reports)."""
 
     footprint_id: str
     product_name: str
@@ -395,6 +416,7 @@ class LabelReport:
     deprecated: bool
     stale: bool
     components: tuple[ComponentReport, ...]
+    proof_extras: tuple[ProofExtra, ...] = ()
 
     def summary(self) -> str:
         """A readable summary: product, PCF, verifiers, renewable MWh,
@@ -410,6 +432,7 @@ class LabelReport:
             f"Offsets:      {self.offsets_tco2e} tCO2e (CCER cancelled by {self.owner})",
             f"Status:       {_status(self)}",
             f"Log:          {cp.origin} at tree size {cp.size}{witnessed}",
+            *_extras(self),
             "Components:",
             *_tree(self, "  "),
             "Proven: every entry is in the log your policy trusts, and its signatures verify;",
@@ -435,6 +458,33 @@ def _status(r: LabelReport) -> str:
         "no deprecation or newer version is included in this label; a label cannot\n"
         "              prove there is none, so check the ledger for currency"
     )
+
+
+_EXTRAS_SHOWN = 10
+
+
+def _all_extras(r: LabelReport) -> list[ProofExtra]:
+    return [*r.proof_extras, *(x for c in r.components for x in _all_extras(c.label))]
+
+
+def _extras(r: LabelReport) -> list[str]:
+    """Lines naming every proof in the tree that carries extra data."""
+    found = _all_extras(r)
+    if not found:
+        return []
+    lines = [
+        f"Extra data:   {len(found)} proof(s) carry tlog-proof extra data; no signature covers it",
+        "              and this verifier did not use it:",
+    ]
+    # A label may hold thousands of proofs: the summary names the first few,
+    # the report (and --json) holds them all.
+    for x in found[:_EXTRAS_SHOWN]:
+        shown = b64encode(x.data)
+        shown = shown if len(shown) <= 44 else shown[:40] + "..."
+        lines.append(f"                {x.where} (entry {x.index}): {len(x.data)} bytes, {shown}")
+    if len(found) > _EXTRAS_SHOWN:
+        lines.append(f"                and {len(found) - _EXTRAS_SHOWN} more")
+    return lines
 
 
 def _tree(r: LabelReport, indent: str) -> list[str]:
@@ -640,6 +690,11 @@ class _LabelVerifier:
             deprecated=deprecated,
             stale=stale,
             components=components,
+            proof_extras=tuple(
+                ProofExtra(at + name, e.proof.index, e.proof.extra)
+                for name, e in named
+                if e.proof.extra is not None
+            ),
         )
         return report, owners
 

@@ -563,3 +563,18 @@ def test_label_get_checks_the_label_is_of_the_footprint_asked_for(offline: Offli
         assert "cannot be proven offline" in err
     finally:
         running.stop()
+
+
+def test_label_verify_shows_tlog_proof_extra_data(offline: Offline) -> None:
+    from ledger.tlog_proof import format_tlog_proof, parse_tlog_proof
+
+    def add_extra(doc: dict[str, Any]) -> None:
+        p = parse_tlog_proof(doc["footprint"]["proof"])
+        doc["footprint"]["proof"] = format_tlog_proof(type(p)(p.index, p.proof, p.checkpoint_note, b"hello"))
+
+    path = offline.label(text=_relabel(offline.label().read_bytes(), add_extra), file="extra.json")
+    out, _ = offline.verify(path)
+    assert out.startswith("LABEL OK") and "1 proof(s) carry tlog-proof extra data" in out
+    assert "footprint entry (entry 6): 5 bytes, aGVsbG8=" in out
+    got = offline.cli.json("label", "verify", str(path), "--policy", str(offline.policy), node=False)
+    assert got["report"]["proof_extras"] == [{"where": "footprint entry", "index": 6, "data": b"hello".hex()}]

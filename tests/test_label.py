@@ -25,6 +25,7 @@ from client.label import (
     LabelNode,
     MissingAttestation,
     NotCurrent,
+    ProofExtra,
     UnexpectedFootprint,
     check_current,
     check_footprint_id,
@@ -406,6 +407,45 @@ def test_the_expected_footprint_id_is_checked(policy: Policy, car_label: bytes) 
         check_footprint_id(report, DOOR)
     assert (err.value.expected, err.value.found) == (DOOR, CAR)
     assert str(err.value) == f"label is of footprint {CAR} (car), not of the expected {DOOR}"
+
+
+def _with_extra(proof_text: str, extra: bytes) -> str:
+    p = parse_tlog_proof(proof_text)
+    return format_tlog_proof(type(p)(p.index, p.proof, p.checkpoint_note, extra))
+
+
+def test_tlog_proof_extra_data_is_reported_and_not_used(policy: Policy, car_label: bytes) -> None:
+    """C2SP tlog-proof: extra data is not authenticated and must not be
+    trusted. The verifier does not use it, and reports every proof that
+    carries some instead of passing it on unnoticed."""
+
+    def add_extras(doc: dict[str, Any]) -> None:
+        doc["footprint"]["proof"] = _with_extra(doc["footprint"]["proof"], b"from the car maker")
+        att = doc["components"][0]["attestations"][0]
+        att["proof"] = _with_extra(att["proof"], bytes(range(48)))
+
+    plain = verify_label(car_label, policy)
+    report = verify_label(edit(car_label, add_extras), policy)
+    door_attestation = plain.components[0].label.verified_by[0].index
+    assert report.proof_extras == (ProofExtra("footprint entry", plain.entry_index, b"from the car maker"),)
+    assert report.components[0].label.proof_extras == (
+        ProofExtra(f"component 1 ({DOOR}): attestation 1", door_attestation, bytes(range(48))),
+    )
+    # Nothing proven changes with it.
+    assert (report.pcf, report.verified_by, report.renewable_mwh, report.checkpoint) == (
+        plain.pcf, plain.verified_by, plain.renewable_mwh, plain.checkpoint,
+    )  # fmt: skip
+    text = report.summary()
+    assert "2 proof(s) carry tlog-proof extra data; no signature covers it" in text
+    assert f"footprint entry (entry {plain.entry_index}): 18 bytes, ZnJvbSB0aGUgY2FyIG1ha2Vy" in text
+    assert f"component 1 ({DOOR}): attestation 1 (entry {door_attestation}): 48 bytes, AAECAw" in text
+    assert plain.proof_extras == () and "extra data" not in plain.summary()
+    # Every proof with extra data: all in the report, the first ten in the summary.
+    everywhere = verify_label(edit(car_label, lambda d: map_proofs(d, lambda p: _with_extra(p, b"x"))), policy)
+    text = everywhere.summary()
+    # car: footprint, 2 attestations, 3 retirements; door and steel: 3 each.
+    assert "12 proof(s) carry tlog-proof extra data" in text and "and 2 more" in text
+    assert len(everywhere.proof_extras) == 6
 
 
 # --- tampering: every part rejected, with the first broken link named ------------------
