@@ -18,8 +18,10 @@ A ``<node>`` has the same five fields without the two header fields. The file
 is compact JSON with sorted keys; :func:`parse_label` accepts only that
 canonical encoding, so the bytes verified are the bytes formatted. All proofs
 in one label are against one tree (same origin, size and root): the node
-builds the whole label at one tree size, and one checkpoint verification then
-covers every entry.
+builds the whole label at one tree size. Each proof carries its own copy of
+the checkpoint note, verified once per distinct copy; copies may differ in
+their cosignatures, and the report says which witnesses cosigned every proof
+and which only some (:class:`CheckpointInfo`).
 
 What :func:`verify_label` proves, and what it cannot
 ----------------------------------------------------
@@ -62,7 +64,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from ledger._b64 import b64decode, b64encode
@@ -325,13 +327,22 @@ def parse_label(data: bytes) -> LabelNode:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointInfo:
-    """The tree every proof of the label is against, and the policy witnesses
-    whose cosignatures on it verified."""
+    """The tree every proof of the label is against, and the policy
+    witnesses whose cosignatures verified.
+
+    Every proof is against this one tree, but each carries its own copy of
+    the checkpoint note, and the copies may carry different cosignatures
+    (each met the policy's quorum on its own). ``witnesses`` are the ones
+    whose cosignature verified on the checkpoint of every one of the
+    label's ``proofs``; ``witness_proofs`` gives, for each witness that
+    cosigned any, on how many proofs it did (in policy order)."""
 
     origin: str
     size: int
     root_hash: bytes
     witnesses: tuple[str, ...]
+    proofs: int = 0
+    witness_proofs: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +433,7 @@ class LabelReport:
         """A readable summary: product, PCF, verifiers, renewable MWh,
         offsets, the log checkpoint, and the component tree."""
         cp = self.checkpoint
-        witnessed = f", cosigned by {', '.join(cp.witnesses)}" if cp.witnesses else ""
+        witnessed = _cosigned(cp)
         lines = [
             f"Product:      {self.product_name} ({', '.join(self.product_ids)})",
             f"Footprint:    {self.footprint_id} by {self.owner} ({self.company_name})",
@@ -439,6 +450,18 @@ class LabelReport:
             "the log accepted each entry only when signed by a current key of the named org.",
         ]
         return "\n".join(lines) + "\n"
+
+
+def _cosigned(cp: CheckpointInfo) -> str:
+    """Who cosigned, as verified: the witnesses on every proof, then those
+    on only some, with how many (the proofs' notes may differ)."""
+    every = [w for w, n in cp.witness_proofs if n == cp.proofs]
+    some = [f"{w} on {n} of {cp.proofs} proofs" for w, n in cp.witness_proofs if n < cp.proofs]
+    if not some:
+        return f", cosigned by {', '.join(every)}" if every else ""
+    if not every:
+        return f", cosigned by {', '.join(some)}"
+    return f", cosigned by {', '.join(every)} on every proof; {', '.join(some)}"
 
 
 def _verifiers(r: LabelReport) -> str:
@@ -545,7 +568,12 @@ class _LabelVerifier:
         self.policy = policy
         self.require_attestation = require_attestation
         self.notes: dict[str, Checkpoint] = {}
-        self.tree: CheckpointInfo | None = None
+        self.tree: Checkpoint | None = None
+        # Per distinct checkpoint note: the policy witnesses that cosigned
+        # it, and how many proofs carry it. Notes of one tree may differ in
+        # their cosignatures, so the report counts them all, not the first.
+        self.note_witnesses: dict[str, tuple[str, ...]] = {}
+        self.note_proofs: dict[str, int] = {}
 
     # (2) One tree, verified once per distinct note; then each inclusion.
     def prove(self, item: LabelEntry, where: str) -> None:
@@ -557,7 +585,7 @@ class _LabelVerifier:
             except LedgerError as exc:
                 raise _located(exc, f"{where} checkpoint") from None
             if self.tree is None:
-                self.tree = CheckpointInfo(cp.origin, cp.size, cp.root_hash, self._witnesses(note))
+                self.tree = cp
             elif (cp.origin, cp.size) != (
                 self.tree.origin,
                 self.tree.size,
@@ -568,6 +596,8 @@ class _LabelVerifier:
                     f"against {self.tree.origin} size {self.tree.size}",
                 )
             self.notes[note] = cp
+            self.note_witnesses[note] = self._witnesses(note)
+        self.note_proofs[note] = self.note_proofs.get(note, 0) + 1
         try:
             if item.proof.index >= cp.size:
                 raise InvalidProof(f"index {item.proof.index} is not below tree size {cp.size}")
@@ -580,6 +610,24 @@ class _LabelVerifier:
             )
         except VerificationError as exc:
             raise _located(exc, f"{where} inclusion") from None
+
+    def checkpoint_info(self) -> CheckpointInfo:
+        """The tree, and the witnesses over every proof verified so far."""
+        assert self.tree is not None
+        total = sum(self.note_proofs.values())
+        counts = []
+        for w in self.policy.witnesses:
+            n = sum(k for note, k in self.note_proofs.items() if w.name in self.note_witnesses[note])
+            if n:
+                counts.append((w.name, n))
+        return CheckpointInfo(
+            self.tree.origin,
+            self.tree.size,
+            self.tree.root_hash,
+            tuple(name for name, n in counts if n == total),
+            total,
+            tuple(counts),
+        )
 
     def _witnesses(self, note: str) -> tuple[str, ...]:
         # verify_checkpoint_policy checked every present cosignature by a
@@ -666,7 +714,6 @@ class _LabelVerifier:
         owners[summary.id] = fp.op.org
         deprecated, stale = _deprecations(summary.id, owners, deps, at)
         stale = stale or any(c.label.stale or c.label.deprecated for c in components)
-        assert self.tree is not None
         doc = body.footprint
         report = LabelReport(
             footprint_id=summary.id,
@@ -686,7 +733,9 @@ class _LabelVerifier:
             gec_claims=claims["gec"],
             ccer_claims=claims["ccer"],
             retirements=retirements,
-            checkpoint=self.tree,
+            # The witnesses over the proofs verified so far; verify_label
+            # puts the whole label's in every report at the end.
+            checkpoint=self.checkpoint_info(),
             deprecated=deprecated,
             stale=stale,
             components=components,
@@ -916,5 +965,13 @@ def verify_label(label: bytes, policy: Policy, *, require_attestation: bool = Fa
     """
     # (1) Parse.
     node = parse_label(label)
-    report, _ = _LabelVerifier(policy, require_attestation).node(node, "", 0)
-    return report
+    verifier = _LabelVerifier(policy, require_attestation)
+    report, _ = verifier.node(node, "", 0)
+    # A report is made once its own subtree is verified, before the rest of
+    # the label's proofs are counted: give every one the whole label's.
+    return _with_checkpoint(report, verifier.checkpoint_info())
+
+
+def _with_checkpoint(report: LabelReport, cp: CheckpointInfo) -> LabelReport:
+    components = tuple(replace(c, label=_with_checkpoint(c.label, cp)) for c in report.components)
+    return replace(report, checkpoint=cp, components=components)

@@ -653,11 +653,47 @@ def test_witnessed_builder_labels_verify_under_the_witness_policy(ledger: Ledger
         verify_label(plain, witnessed_policy)
 
 
-def _cosign(proof_text: str) -> str:
+def _cosign(proof_text: str, *witnesses: Signer) -> str:
     p = parse_tlog_proof(proof_text)
-    return format_tlog_proof(
-        type(p)(p.index, p.proof, cosign_checkpoint(p.checkpoint_note, WITNESS, 1_700_000_000))
+    note = p.checkpoint_note
+    for w in witnesses or (WITNESS,):
+        note = cosign_checkpoint(note, w, 1_700_000_000)
+    return format_tlog_proof(type(p)(p.index, p.proof, note))
+
+
+WITNESS2 = Signer.from_seed("witness2.example", bytes([8]) * 32, cosigner=True)
+
+
+def test_witnesses_are_reported_over_every_proof_not_the_first(ledger: Ledger, car_label: bytes) -> None:
+    """Proofs of one tree may carry differently cosigned copies of its
+    checkpoint, each meeting the quorum on its own: the report says which
+    witnesses cosigned every proof, and which only some."""
+    either = parse_policy(
+        f"log {ledger.vkey}\nwitness W {WITNESS.vkey}\nwitness W2 {WITNESS2.vkey}\n"
+        "group either 1 W W2\nquorum either\n"
     )
+
+    def mixed(top: tuple[Signer, ...], rest: tuple[Signer, ...]) -> bytes:
+        def change(doc: dict[str, Any]) -> None:
+            map_proofs(doc, lambda p: _cosign(p, *rest))
+            doc["footprint"]["proof"] = _cosign(json.loads(car_label)["footprint"]["proof"], *top)
+
+        return edit(car_label, change)
+
+    # The first proof (the car's footprint) cosigned by both, the other 11 by W only.
+    report = verify_label(mixed((WITNESS, WITNESS2), (WITNESS,)), either)
+    cp = report.checkpoint
+    assert (cp.witnesses, cp.proofs, cp.witness_proofs) == (("W",), 12, (("W", 12), ("W2", 1)))
+    assert report.components[0].label.checkpoint == cp  # one tree, one account of it
+    assert "cosigned by W on every proof; W2 on 1 of 12 proofs" in report.summary()
+    # No witness on every proof: none is listed as if it were.
+    report = verify_label(mixed((WITNESS2,), (WITNESS,)), either)
+    assert (report.checkpoint.witnesses, report.checkpoint.witness_proofs) == ((), (("W", 11), ("W2", 1)))
+    assert "cosigned by W on 11 of 12 proofs, W2 on 1 of 12 proofs" in report.summary()
+    # The same cosignatures on every proof read as before.
+    report = verify_label(mixed((WITNESS, WITNESS2), (WITNESS, WITNESS2)), either)
+    assert report.checkpoint.witnesses == ("W", "W2") and report.checkpoint.witness_proofs == (("W", 12), ("W2", 12))
+    assert "cosigned by W, W2\n" in report.summary()
 
 
 def test_an_untrusted_log_is_refused(car_label: bytes) -> None:
