@@ -49,8 +49,10 @@ deprecates this footprint" would take every entry below N, or a signed
 commitment to the state (a map of footprint -> status with non-membership
 proofs) that the checkpoint does not carry: the log signs only its entries'
 Merkle root. A label's ``deprecated = False`` is therefore no evidence of
-currency; :func:`check_current` says so by failing, and the only check of
-currency is online, asking a node (whose answer the buyer then trusts).
+currency, and the only check of currency is online, asking a node (whose
+answer the buyer then trusts). What a label can show is the opposite:
+:func:`check_not_deprecated` fails one that carries the deprecation of its
+footprint or of one upstream of it.
 
 A tlog-proof may carry an ``extra`` line of opaque data. C2SP tlog-proof
 says applications MUST NOT implicitly trust it: no log or witness signature
@@ -106,7 +108,6 @@ __all__ = [
     "BrokenLink",
     "CheckpointInfo",
     "ComponentReport",
-    "CurrencyUnproven",
     "LabelEntry",
     "LabelNode",
     "LabelReport",
@@ -115,8 +116,8 @@ __all__ = [
     "ProofExtra",
     "RetirementInfo",
     "UnexpectedFootprint",
-    "check_current",
     "check_footprint_id",
+    "check_not_deprecated",
     "format_label",
     "parse_label",
     "verify_label",
@@ -178,22 +179,6 @@ class NotCurrent(VerificationError):
         super().__init__(f"footprint {footprint_id} is not current: {reason}")
         self.footprint_id = footprint_id
         self.reason = reason
-
-
-class CurrencyUnproven(VerificationError):
-    """Currency was required and, as for every label, nothing in it proves
-    it (see the module doc): the label verified, but the buyer's requirement
-    cannot be met offline."""
-
-    def __init__(self, footprint_id: str, tree_size: int) -> None:
-        super().__init__(
-            f"currency of footprint {footprint_id} cannot be proven offline: a label holds only "
-            f"the entries its builder chose, and the log signs no statement that no deprecation "
-            f"or newer version of it exists at tree size {tree_size}; check online with "
-            f"'carbonledger footprint show {footprint_id}', which trusts the node's answer"
-        )
-        self.footprint_id = footprint_id
-        self.tree_size = tree_size
 
 
 # --- the format ----------------------------------------------------------------------
@@ -910,12 +895,11 @@ def check_footprint_id(report: LabelReport, pf_id: str) -> None:
         raise UnexpectedFootprint(expected, report.footprint_id, report.product_name)
 
 
-def check_current(report: LabelReport) -> None:
-    """Raise unless the label proves its footprint current, which no label
-    can (see the module doc): :class:`NotCurrent` when it carries the
-    evidence that the footprint, or one upstream of it, was deprecated, and
-    :class:`CurrencyUnproven` otherwise. This label format carries no proof
-    of currency, so it always raises."""
+def check_not_deprecated(report: LabelReport) -> None:
+    """Raise :class:`NotCurrent` when the label carries the evidence that its
+    footprint, or one upstream of it, was deprecated (its report says
+    DEPRECATED or STALE). Passing proves nothing about currency (see the
+    module doc): a label need not include a deprecation that exists."""
     if report.deprecated:
         raise NotCurrent(
             report.footprint_id, "the label carries its deprecation or a newer version of it"
@@ -927,7 +911,6 @@ def check_current(report: LabelReport) -> None:
             "the label carries the deprecation of an upstream footprint"
             + (f" ({upstream})" if upstream else ""),
         )
-    raise CurrencyUnproven(report.footprint_id, report.checkpoint.size)
 
 
 def _first_deprecated(report: LabelReport) -> str | None:

@@ -519,24 +519,22 @@ def test_expect_pf_id_fails_a_valid_label_of_another_product(offline: Offline) -
     assert "'steel' is not a PACT footprint id" in offline.cli.capsys.readouterr().err
 
 
-def test_require_current_fails_with_what_it_can_and_cannot_prove(offline: Offline) -> None:
+def test_refuse_stale_fails_a_label_carrying_a_deprecation(offline: Offline) -> None:
     steel = offline.label()
-    size = offline.ledger.size
-    _, err = offline.verify(steel, "--require-current", code=1)
-    assert err.startswith(f"carbonledger: currency of footprint {pf_uuid('steel')} cannot be proven offline")
-    assert f"at tree size {size}" in err and f"carbonledger footprint show {pf_uuid('steel')}" in err
-    assert err.count("\n") == 1
-    # A label that carries the deprecation proves the opposite, and says so.
+    # No deprecation in the label: it passes, and the report claims no currency.
+    out, _ = offline.verify(steel, "--refuse-stale")
+    assert "LABEL OK" in out and "current as of" not in out
+    # A label that carries the deprecation is refused, naming it.
     offline.ledger.append([offline.net.publish("STEEL", "steel-v2", "1.9", preceding=["steel"])])
     deprecated = offline.label(file="steel-deprecated.json")
     out, _ = offline.verify(deprecated)
     assert "DEPRECATED" in out
-    _, err = offline.verify(deprecated, "--require-current", code=1)
+    _, err = offline.verify(deprecated, "--refuse-stale", code=1)
     assert err == (f"carbonledger: footprint {pf_uuid('steel')} is not current: "
                    "the label carries its deprecation or a newer version of it\n")  # fmt: skip
     # A broken label is reported as broken, before any requirement.
     broken = offline.label(text=_relabel(steel.read_bytes(), lambda d: d["footprint"].update(proof="x")), file="b.json")
-    _, err = offline.verify(broken, "--require-current", "--expect-pf-id", pf_uuid("plate"), code=1)
+    _, err = offline.verify(broken, "--refuse-stale", "--expect-pf-id", pf_uuid("plate"), code=1)
     assert "malformed footprint.proof" in err
 
 
@@ -558,9 +556,9 @@ def test_label_get_checks_the_label_is_of_the_footprint_asked_for(offline: Offli
         _, err = cli("label", "get", pf_uuid("plate"), "--out", str(offline.tmp / "p.json"),
                      "--policy", str(offline.policy), code=1)  # fmt: skip
         assert f"label is of footprint {pf_uuid('steel')} (steel), not of the expected {pf_uuid('plate')}" in err
-        _, err = cli("label", "get", pf_uuid("steel"), "--out", str(offline.tmp / "s.json"),
-                     "--policy", str(offline.policy), "--require-current", code=1)  # fmt: skip
-        assert "cannot be proven offline" in err
+        out, _ = cli("label", "get", pf_uuid("steel"), "--out", str(offline.tmp / "s.json"),
+                     "--policy", str(offline.policy), "--refuse-stale")  # fmt: skip
+        assert "LABEL OK" in out
     finally:
         running.stop()
 

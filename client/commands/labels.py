@@ -83,7 +83,7 @@ def pact_footprint_id(text: str) -> str:
 
 
 def _verify(args: argparse.Namespace, data: bytes, policy_path: str, expect_pf_id: str | None) -> int:
-    from client.label import check_current, check_footprint_id, verify_label
+    from client.label import check_footprint_id, check_not_deprecated, verify_label
     from ledger.errors import MalformedError
 
     policy = _load_policy(policy_path)
@@ -95,8 +95,8 @@ def _verify(args: argparse.Namespace, data: bytes, policy_path: str, expect_pf_i
     # first: these two are the buyer's requirements of a valid label.
     if expect_pf_id is not None:
         check_footprint_id(report, expect_pf_id)
-    if args.require_current:
-        check_current(report)
+    if args.refuse_stale:
+        check_not_deprecated(report)
     emit(args, "LABEL OK\n" + report.summary().rstrip("\n"), {"ok": True, "report": _report_dict(report)})
     return 0
 
@@ -176,13 +176,11 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-_REQUIRE_CURRENT_HELP = (
-    "fail (exit 1) unless the label proves the footprint current. No label can: it holds only the "
-    "entries the node chose to put in it, and the log signs no statement that a footprint has no "
-    "deprecation or newer version, so its absence cannot be shown offline. With this option the "
-    "verdict is exit 1 naming the deprecation the label carries, or saying that currency cannot be "
-    "proven offline; check currency online with 'carbonledger footprint show PF_ID' (which trusts "
-    "the node's answer)"
+_REFUSE_STALE_HELP = (
+    "fail (exit 1) if the label carries the deprecation of the footprint or of one upstream of it "
+    "(the report says DEPRECATED or STALE). Passing does not prove the footprint current: a label "
+    "holds only the entries the node put in it, and no label can show that a deprecation does not "
+    "exist; check currency online with 'carbonledger footprint show PF_ID', which trusts the node"
 )
 
 
@@ -197,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--policy", help="verify the fetched label against this tlog-policy file")
     p.add_argument("--require-attestation", action="store_true",
                    help="every footprint in the tree must be attested by a verification body")
-    p.add_argument("--require-current", action="store_true", help=_REQUIRE_CURRENT_HELP)
+    p.add_argument("--refuse-stale", action="store_true", help=_REFUSE_STALE_HELP)
     add_node_options(p)
     p.set_defaults(func=cmd_get)
 
@@ -209,7 +207,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--expect-pf-id", type=pact_footprint_id, metavar="UUID",
                    help="fail (exit 1) unless the label is of this PACT footprint id: a valid label "
                         "of another product proves nothing about yours")
-    p.add_argument("--require-current", action="store_true", help=_REQUIRE_CURRENT_HELP)
+    p.add_argument("--refuse-stale", action="store_true", help=_REFUSE_STALE_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
