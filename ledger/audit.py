@@ -5,6 +5,10 @@ leaf and interior hash from the entry bytes, every block hash and link, every
 checkpoint signature and root, and (when a state machine is given) replays the
 state from genesis and compares each block's state digest and the final state.
 It stops at the first discrepancy and names where it is.
+
+Every stored checkpoint is checked, not only those at block ends: the log
+serves a stored row for any size it is asked about, so a row at any size is a
+signed statement clients may receive.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ledger.leaf_index import FILTER_KEY, MERGED_KEY, RUNS_KEY, filter_of, read_
 from ledger.log import StateMachineHook, open_tile_reader
 from ledger.merkle import EMPTY_ROOT, CompactRange, leaf_hash
 from ledger.merkle.hashing import HASH_SIZE
-from ledger.storage import ReadTxn, Store, Table, from_u64, u64
+from ledger.storage import ReadTxn, Store, Table, from_u64
 from ledger.storage.tiles import TILE_WIDTH, tile_key
 
 __all__ = ["AuditReport", "audit_store", "stored_identity"]
@@ -98,6 +102,15 @@ class _Auditor:
         self.state = MemoryKV()
         merged = txn.get(Table.META, MERGED_KEY)
         self.leaves_merged = from_u64(merged) if merged is not None else 0
+        # The stored checkpoints, walked in tree-size order alongside the
+        # entries: each is checked when the recomputed tree reaches its size,
+        # against the root of the right edge at that moment (O(log n) hashes),
+        # so no root is recomputed from the start of the log. ``pending_size``
+        # is -1 once no row is left: a size no tree reaches.
+        self.checkpoints = txn.scan(Table.CHECKPOINTS)
+        self.pending_size, self.pending_note = -1, b""
+        self._pull_checkpoint()
+        self.checked_size = -1
 
     def run(self) -> AuditReport:
         last = self.txn.last(Table.BLOCKS)
@@ -136,6 +149,8 @@ class _Auditor:
                 if pair is None or from_u64(pair[0]) != index:
                     raise AuditDiscrepancy(f"entry {index}", "missing from the store")
                 self._check_entry(index, pair[1], block.time, writes)
+                if self.edge.size == self.pending_size and index + 1 < block.end_index:
+                    self._check_checkpoint()
                 if self.progress is not None and (index & 1023 == 1023 or index + 1 == total):
                     self.progress(index + 1, total)
             # (3) The block's root, state digest, and the signed checkpoint.
@@ -145,12 +160,21 @@ class _Auditor:
             digest = fold_state_digest(digest, writes) if height else EMPTY_STATE_DIGEST
             if not _same(block.state_digest, digest):
                 raise AuditDiscrepancy(where, "state digest does not match the replayed state")
-            self._check_checkpoint(where, block.tree_size, root)
+            # Every block end must have its checkpoint; sizes inside the block
+            # were checked as the entries went by.
+            if self.edge.size == self.pending_size:
+                self._check_checkpoint()
+            if self.checked_size != block.tree_size:
+                raise AuditDiscrepancy(where, f"no checkpoint for tree size {block.tree_size}")
             previous = block
             blocks += 1
         extra = next(entries, None)
         if extra is not None:
             raise AuditDiscrepancy(f"entry {from_u64(extra[0])}", "stored but in no block")
+        if self.pending_size >= 0:
+            raise AuditDiscrepancy(
+                f"checkpoint {self.pending_size}", f"stored for a tree size past the log's {self.edge.size} entries"
+            )
         self._check_leaf_index()
         if self.machine is not None:
             self._check_final_state()
@@ -215,16 +239,36 @@ class _Auditor:
             overlay.commit_into(self.state)
             writes.extend(overlay.writes)
 
-    def _check_checkpoint(self, where: str, size: int, root: bytes) -> None:
-        note = self.txn.get(Table.CHECKPOINTS, u64(size))
-        if note is None:
-            raise AuditDiscrepancy(where, f"no checkpoint for tree size {size}")
+    def _pull_checkpoint(self) -> None:
+        """Make the next stored checkpoint row the pending one."""
+        row = next(self.checkpoints, None)
+        if row is None:
+            self.pending_size, self.pending_note = -1, b""
+            return
+        key, note = row
+        if len(key) != 8:
+            raise AuditDiscrepancy("checkpoints", f"row key {key.hex()} is not a tree size")
+        self.pending_size, self.pending_note = from_u64(key), note
+
+    def _check_checkpoint(self) -> None:
+        """Check the pending checkpoint, whose size the recomputed tree has
+        just reached: signed by the log key, for the size it is stored under,
+        over the root of the first ``size`` entries."""
+        size, note = self.pending_size, self.pending_note
+        where = f"checkpoint {size}"
         try:
             cp = verify_checkpoint(note, self.verifier)
         except LedgerError as exc:
-            raise AuditDiscrepancy(f"checkpoint {size}", str(exc)) from exc
-        if cp.size != size or not _same(cp.root_hash, root):
-            raise AuditDiscrepancy(f"checkpoint {size}", "signed size or root differs from the recomputed tree")
+            raise AuditDiscrepancy(where, str(exc)) from exc
+        if cp.size != size:
+            raise AuditDiscrepancy(where, f"stored under tree size {size} but signs tree size {cp.size}")
+        root = self.edge.root()
+        if not _same(cp.root_hash, root):
+            raise AuditDiscrepancy(
+                where, f"signs root {cp.root_hash.hex()}, but the first {size} entries hash to {root.hex()}"
+            )
+        self.checked_size = size
+        self._pull_checkpoint()
 
     def _check_final_state(self) -> None:
         stored = self.txn.scan(Table.STATE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 from pathlib import Path
@@ -11,9 +12,11 @@ import pytest
 
 from client.cli import main
 from ledger.audit import audit_store
+from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import AuditDiscrepancy
 from ledger.keys import Signer
 from ledger.log import Ledger
+from ledger.merkle import EMPTY_ROOT
 from ledger.storage import LmdbStore, Table, u64
 
 SIGNER = Signer.from_seed("example.org/audit", hashlib.sha256(b"audit").digest())
@@ -99,6 +102,56 @@ def test_tampering_is_found_and_named(tmp_path: Path, table: str, key: bytes, mu
     with pytest.raises(AuditDiscrepancy) as err:
         audit(tmp_path / "l")
     assert err.value.location == where
+
+
+def _row(size: int, root: bytes, signer: Signer = SIGNER) -> object:
+    """A mutation that stores a checkpoint for ``size`` and ``root`` signed by ``signer``."""
+    return lambda v: sign_checkpoint(Checkpoint(signer.name, size, root), signer).encode()
+
+
+def test_checkpoint_at_a_size_inside_a_block_is_checked(tmp_path: Path) -> None:
+    """Blocks end at 150, 300, 450 and 600; a signed checkpoint stored at 200
+    is served as it is (``Ledger.checkpoint(200)`` reads the row), so the
+    audit must check its root against the first 200 entries, not only the
+    rows at block ends."""
+    make_ledger(tmp_path / "l")
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        root_200 = led.root(200)
+        wrong = led.root(201)
+    # A correct row at a size no block ends at audits clean...
+    tamper(tmp_path / "l", Table.CHECKPOINTS, u64(200), _row(200, root_200))
+    audit(tmp_path / "l")
+    # ...and one signed by the log key over another root is named by its size.
+    tamper(tmp_path / "l", Table.CHECKPOINTS, u64(200), _row(200, wrong))
+    with Ledger.open(tmp_path / "l", signer=SIGNER) as led:
+        # What clients would be served: the row as stored.
+        assert led.checkpoint(200).startswith(f"{SIGNER.name}\n200\n{base64.b64encode(wrong).decode()}\n")
+    with pytest.raises(AuditDiscrepancy) as err:
+        audit(tmp_path / "l")
+    assert err.value.location == "checkpoint 200"
+    assert wrong.hex() in err.value.detail and root_200.hex() in err.value.detail
+
+
+@pytest.mark.parametrize(
+    "key,mutate,where,problem",
+    [
+        (u64(200), _row(200, EMPTY_ROOT, Signer.generate(SIGNER.name)), "checkpoint 200", "signature"),
+        (u64(1), lambda v: b"garbage", "checkpoint 1", "malformed note"),
+        (u64(201), _row(200, EMPTY_ROOT), "checkpoint 201", "signs tree size 200"),
+        (u64(601), _row(601, EMPTY_ROOT), "checkpoint 601", "past the log's 600 entries"),
+        (b"\x00\x01", lambda v: b"x", "checkpoints", "not a tree size"),
+    ],
+    ids=["foreign-key", "not-a-note", "other-size", "past-the-log", "bad-row-key"],
+)
+def test_bad_checkpoint_rows_at_any_size_are_found(
+    tmp_path: Path, key: bytes, mutate: object, where: str, problem: str
+) -> None:
+    make_ledger(tmp_path / "l")
+    tamper(tmp_path / "l", Table.CHECKPOINTS, key, mutate)
+    with pytest.raises(AuditDiscrepancy) as err:
+        audit(tmp_path / "l")
+    assert err.value.location == where
+    assert problem in err.value.detail
 
 
 def _chunk_holding(path: Path, leaf: bytes) -> tuple[bytes, bytes]:
