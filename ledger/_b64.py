@@ -26,12 +26,14 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def b64decode(text: str, *, what: str, max_len: int | None = None) -> bytes:
+def b64decode(text: str, *, what: str, max_len: int | None = None, canonical: bool = True) -> bytes:
     """Decode canonical standard base64, or raise :class:`MalformedError`.
 
     ``what`` names the field for the error message. ``max_len``, if given,
     caps the decoded length; the check runs before decoding so that oversized
-    input costs nothing.
+    input costs nothing. ``canonical=False`` also accepts non-zero padding
+    bits (RFC 4648 section 3.5 lets decoders accept them), for formats whose
+    specification accepts them; the alphabet and padding are checked all the same.
     """
     if max_len is not None and len(text) > 4 * ((max_len + 2) // 3):
         raise MalformedError(what, f"base64 longer than {max_len} bytes")
@@ -46,6 +48,6 @@ def b64decode(text: str, *, what: str, max_len: int | None = None) -> bytes:
         raise MalformedError(what, f"bad base64: {exc}") from None
     # Non-zero padding bits give a second spelling of the same bytes; only the
     # encoder's own output is canonical.
-    if base64.b64encode(raw).decode("ascii") != text:
+    if canonical and base64.b64encode(raw).decode("ascii") != text:
         raise MalformedError(what, "non-canonical base64")
     return raw

@@ -202,24 +202,35 @@ def verify_cosignature(note_text: str | bytes | SignedNote, witness_verifier: Ve
     return its timestamp. ``note_text`` may be an already parsed note.
 
     Raises :class:`InvalidSignature` if the note has no cosignature line by
-    that key, or it is not 72 bytes, or its timestamp exceeds 2^63 - 1, or it
-    does not verify; :class:`MalformedError` if the note or checkpoint does
+    that key, or one is not 72 bytes, or its timestamp exceeds 2^63 - 1, or
+    it does not verify; :class:`MalformedError` if the note or checkpoint does
     not parse. It does not check the log's signature: see
     :func:`ledger.policy.verify_checkpoint_policy` for the whole check.
+
+    A witness's later, different lines (``SignedNote.repeats``) are verified
+    too, as signed-note asks of a known key's signatures; the first line's
+    timestamp is returned.
     """
     if not witness_verifier.cosigner:
         raise ValueError(f"{witness_verifier.name} is not a cosigner key (type 0x04)")
     note = note_text if isinstance(note_text, SignedNote) else parse_note(note_text)
     parse_checkpoint(note.text)
-    for sig in note.signatures:
-        if (sig.name, sig.keyid) == (witness_verifier.name, witness_verifier.keyid):
-            break
-    else:
+    key = (witness_verifier.name, witness_verifier.keyid)
+    mine = [s for s in note.signatures if (s.name, s.keyid) == key]  # one at most
+    if not mine:
         raise InvalidSignature(witness_verifier.name, witness_verifier.keyid, "no cosignature")
+    timestamp = _verify_cosignature_line(note.text, mine[0], witness_verifier)
+    for sig in note.repeats:
+        if (sig.name, sig.keyid) == key:
+            _verify_cosignature_line(note.text, sig, witness_verifier)
+    return timestamp
+
+
+def _verify_cosignature_line(text: str, sig: NoteSignature, witness_verifier: Verifier) -> int:
     if len(sig.signature) != _COSIG_LEN:
         raise InvalidSignature(sig.name, sig.keyid, "cosignature is not 72 bytes")
     timestamp = int.from_bytes(sig.signature[:8], "big")
     if timestamp > MAX_TIMESTAMP:
         raise InvalidSignature(sig.name, sig.keyid, "timestamp above 2^63 - 1")
-    witness_verifier.verify(cosignature_message(note.text, timestamp), sig.signature[8:])
+    witness_verifier.verify(cosignature_message(text, timestamp), sig.signature[8:])
     return timestamp

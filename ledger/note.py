@@ -5,18 +5,38 @@ newline), a blank line, and one or more signature lines
 ``— <key name> <base64(keyid || signature)>`` (U+2014, space), as specified by
 c2sp.org/signed-note and implemented by golang.org/x/mod/sumdb/note.
 
-This module is stricter than the specification in two ways, both on purpose:
+What rejects a whole note, as in the specification and Go's ``note.Open``:
+a note that is too large, not UTF-8, or holds an ASCII control other than
+newline; no blank line, or no signature line after it; more than
+:data:`MAX_SIGNATURES` signature lines, repeated ones counted as Go counts
+them; a signature line that is not an em dash, a space, a valid key name, a
+space, and standard padded base64 of a key ID and at least one byte. The line
+syntax holds for every line, known key or not, because a line must parse
+before anyone can tell whose key it names.
 
-* the text may not contain an empty line. Every note this ledger signs is a
-  checkpoint, whose lines are non-empty, and with no empty line in the text the
-  boundary between text and signatures is the only ``\\n\\n`` in the note;
-* a note may carry at most one signature line per (key name, key ID), so that
-  a parsed note re-formats to the same bytes.
+What is ignored, because signed-note says verifiers MUST ignore signatures by
+unknown keys: base64 with non-zero padding bits is decoded as Go decodes it
+(RFC 4648 section 3.5 lets a decoder accept it), and a line equal to an
+earlier one is dropped. A later, different line by a key that already signed
+is kept apart in :attr:`SignedNote.repeats`, so that no key is counted twice;
+:func:`open_note` still verifies it when the key is known, since signed-note
+says a known key's signature MUST be verified and a bad one SHOULD reject the
+note (Go skips such lines unverified).
+
+This module is stricter than the specification on purpose in small ways.
+The text may not contain an empty line: every note this ledger opens is a
+checkpoint, whose lines c2sp.org/tlog-checkpoint requires to be non-empty,
+and then the boundary between text and signatures is the only ``\\n\\n``
+in the note. A signature after its key ID is at most 8192 bytes, a size bound
+that still admits post-quantum signatures. Key names are checked by
+:func:`ledger.keys.check_key_name`, which also refuses DEL (U+007F).
 
 :func:`parse_note` checks syntax only. :func:`open_note` also verifies the
 signatures of the keys it is given: signatures by unknown keys are kept as
 unverified, a bad signature by a known key rejects the note, and a note with no
-good signature by a known key is rejected.
+good signature by a known key is rejected. A parsed note re-formats to the same
+bytes unless it held ignored lines or non-canonical base64: :func:`format_note`
+writes one canonical line per key.
 """
 
 from __future__ import annotations
@@ -82,10 +102,17 @@ class NoteSignature:
 @dataclass(frozen=True, slots=True)
 class SignedNote:
     """A parsed but unverified note: ``text`` (ending in a newline) and its
-    signature lines in order."""
+    signature lines in order, the first line of each (name, key ID) only.
+
+    ``repeats`` holds later lines by a key already in ``signatures`` that
+    differ from every earlier one (exact repeats are dropped). Code that counts
+    signers reads ``signatures``, so no key counts twice; verifiers also check
+    ``repeats`` by the keys they know. :func:`format_note` does not write them.
+    """
 
     text: str
     signatures: tuple[NoteSignature, ...]
+    repeats: tuple[NoteSignature, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +174,8 @@ def format_note(note: SignedNote) -> str:
 
     Requires a valid text and at least one, at most :data:`MAX_SIGNATURES`,
     signatures with distinct (name, key ID); raises :class:`MalformedError`
-    otherwise.
+    otherwise. ``note.repeats`` are left out: a note this module writes has
+    one line per key.
     """
     check_note_text(note.text)
     if not 1 <= len(note.signatures) <= MAX_SIGNATURES:
@@ -166,7 +194,8 @@ def parse_note(data: str | bytes) -> SignedNote:
 
     Raises :class:`MalformedError` if the note is too large, not UTF-8, holds a
     forbidden character, or does not have the exact shape text, blank line,
-    one or more signature lines with canonical base64.
+    one to :data:`MAX_SIGNATURES` signature lines of valid syntax (see the
+    module doc). Repeated lines are dropped or kept apart, not refused.
     """
     note = _decode(data)
     _check_chars(note, "note")
@@ -178,17 +207,18 @@ def parse_note(data: str | bytes) -> SignedNote:
     if sigblock == "" or not sigblock.endswith("\n"):
         raise MalformedError("note", "signature block must be non-empty lines ending in newline")
     lines = sigblock[:-1].split("\n")
+    # Counted before repeats are dropped, as Go does: the cap bounds the work
+    # of parsing, whatever the lines hold.
     if len(lines) > MAX_SIGNATURES:
         raise MalformedError("note", f"more than {MAX_SIGNATURES} signatures")
-    sigs: list[NoteSignature] = []
-    seen: set[tuple[str, bytes]] = set()
+    firsts: dict[tuple[str, bytes], NoteSignature] = {}
+    repeats: list[NoteSignature] = []
     for line in lines:
         sig = _parse_signature_line(line)
-        if (sig.name, sig.keyid) in seen:
-            raise MalformedError("note", f"two signatures by {sig.name}+{sig.keyid.hex()}")
-        seen.add((sig.name, sig.keyid))
-        sigs.append(sig)
-    return SignedNote(text, tuple(sigs))
+        first = firsts.setdefault((sig.name, sig.keyid), sig)
+        if first is not sig and sig != first and sig not in repeats:
+            repeats.append(sig)
+    return SignedNote(text, tuple(firsts.values()), tuple(repeats))
 
 
 def _parse_signature_line(line: str) -> NoteSignature:
@@ -199,7 +229,10 @@ def _parse_signature_line(line: str) -> NoteSignature:
     if sep == "":
         raise MalformedError("note signature", "expected a name, a space and base64")
     check_key_name(name)
-    raw = b64decode(b64, what="note signature", max_len=4 + _MAX_SIG_BYTES)
+    # Non-canonical padding bits are accepted as Go's decoder accepts them:
+    # the line may be an unknown key's, which signed-note says to ignore, and
+    # for a known key the decoded bytes are what is verified.
+    raw = b64decode(b64, what="note signature", max_len=4 + _MAX_SIG_BYTES, canonical=False)
     if len(raw) < 5:
         raise MalformedError("note signature", "shorter than a key ID and one byte")
     return NoteSignature(name, raw[:4], raw[4:])
@@ -228,10 +261,12 @@ def sign_note(text: str, signers: Sequence[Signer]) -> str:
 def open_note(data: str | bytes, verifiers: Iterable[Verifier]) -> Note:
     """Parse a note and verify its signatures by the known ``verifiers``.
 
-    (1) Parse strictly; (2) for each signature line whose (name, key ID) is a
-    known verifier, verify it over the text, raising :class:`InvalidSignature`
-    if it fails; (3) keep signatures by unknown keys as unverified;
-    (4) raise :class:`InvalidSignature` if no signature verified.
+    (1) Parse (see :func:`parse_note`); (2) for each signature line whose
+    (name, key ID) is a known verifier, repeated lines included, verify it
+    over the text, raising :class:`InvalidSignature` if it fails; (3) keep
+    signatures by unknown keys as unverified; (4) raise
+    :class:`InvalidSignature` if no signature verified. ``verified`` and
+    ``unverified`` hold one signature per key.
 
     ``verifiers`` must be type 0x01 keys; pass witness keys to
     :func:`ledger.checkpoint.verify_cosignature` instead.
@@ -259,6 +294,12 @@ def open_note(data: str | bytes, verifiers: Iterable[Verifier]) -> Note:
         # (2) A known key's bad signature rejects the whole note.
         verifier.verify(message, sig.signature)
         verified.append(sig)
+    for sig in note.repeats:
+        # (2) A known key's later line must verify too, though its key counts
+        # once; an unknown key's is ignored.
+        verifier = known.get((sig.name, sig.keyid))
+        if verifier is not None:
+            verifier.verify(message, sig.signature)
     # (4) At least one known key must have signed.
     if not verified:
         names = ", ".join(sorted(f"{n}+{k.hex()}" for n, k in known)) or "no keys given"

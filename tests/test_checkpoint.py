@@ -257,6 +257,25 @@ def test_cosign_replaces_own_earlier_cosignature() -> None:
     assert verify_cosignature(twice, witness().verifier()) == 200
 
 
+def _last_line(note: str) -> str:
+    return note.rstrip("\n").rsplit("\n", 1)[1] + "\n"
+
+
+def test_repeated_cosignature_lines_are_each_verified() -> None:
+    # Two lines by one witness, at two times, both valid: the first one's
+    # time is the answer. Signed-note asks that a known key's lines all
+    # verify, so a bad later line rejects.
+    first = cosign_checkpoint(signed(), witness(), 100)
+    second = _last_line(cosign_checkpoint(signed(), witness(), 200))
+    assert verify_cosignature(first + second, witness().verifier()) == 100
+    assert verify_cosignature(parse_note(first + second), witness().verifier()) == 100
+    assert verify_cosignature(first + _last_line(first), witness().verifier()) == 100
+    sig = parse_note(first + second).repeats[0]
+    bad = NoteSignature(sig.name, sig.keyid, sig.signature[:-1] + bytes([sig.signature[-1] ^ 1])).line()
+    with pytest.raises(InvalidSignature, match="witness.example/w1"):
+        verify_cosignature(first + bad, witness().verifier())
+
+
 def test_cosign_checks_log_signature_when_asked() -> None:
     note = signed()
     cosign_checkpoint(note, witness(), 1, log_verifier=log_signer().verifier())

@@ -7,6 +7,7 @@ other format tests.
 
 from __future__ import annotations
 
+import base64
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -248,11 +249,9 @@ def test_c2sp_example_with_empty_text_line_is_refused_on_purpose() -> None:
         GOLDEN_NOTE.replace("AM=\n", "AM="),
         GOLDEN_NOTE.replace("AM=\n", "AM=\n\n"),
         GOLDEN_NOTE.replace("AM=\n", "AM\n"),
-        GOLDEN_NOTE.replace("AM=\n", "AN=\n"),  # non-zero padding bits
         GOLDEN_NOTE.replace("\n\n", "\n"),
         TEXT + "\n",
         TEXT + "\n\u2014 PeterNeumann AAAAAA==\n",  # fewer than 5 signature bytes
-        GOLDEN_NOTE + GOLDEN_NOTE.split("\n\n")[1],  # the same signature twice
         GOLDEN_NOTE.replace("\n", "\r\n"),
     ],
 )
@@ -279,6 +278,110 @@ def test_signature_count_cap() -> None:
     extra = ok + signers[-1:][0].name.join(["\u2014 ", " AAAAAAA=\n"])
     with pytest.raises(MalformedError):
         parse_note(extra)
+
+
+# ---------------------------------------------------------------------------
+# What signed-note ignores, and what still rejects a note.
+
+PETER_LINE = GOLDEN_NOTE.split("\n\n")[1]
+ENOCH_LINE = GOLDEN_TWO[len(GOLDEN_NOTE) :]
+# Each line's base64 ends in one "=": its last character carries two padding
+# bits, which Go's decoder ignores. "N" is "M" and "R" is "Q" with the low bit
+# set, so these spell the same key IDs and signatures non-canonically.
+PETER_LINE_LAX = PETER_LINE.replace("AM=\n", "AN=\n")
+ENOCH_LINE_LAX = ENOCH_LINE.replace("QQ=\n", "QR=\n")
+PETER = Verifier.from_vkey(PETER_VKEY)
+ENOCH = Verifier.from_vkey(ENOCH_VKEY)
+
+
+def _bad(line: str) -> str:
+    """``line`` with its signature's first byte flipped (key ID kept)."""
+    sig = parse_note(TEXT + "\n" + line).signatures[0]
+    return NoteSignature(sig.name, sig.keyid, bytes([sig.signature[0] ^ 1]) + sig.signature[1:]).line()
+
+
+def test_unknown_keys_non_canonical_base64_is_ignored() -> None:
+    note = GOLDEN_NOTE + ENOCH_LINE_LAX
+    opened = open_note(note, [PETER])
+    assert [s.name for s in opened.verified] == ["PeterNeumann"]
+    assert [s.name for s in opened.unverified] == ["EnochRoot"]
+    # Written back canonically: the same signature bytes.
+    assert format_note(parse_note(note)) == GOLDEN_TWO
+
+
+def test_known_keys_non_canonical_base64_names_the_same_signature() -> None:
+    note = TEXT + "\n" + PETER_LINE_LAX
+    assert [s.name for s in open_note(note, [PETER]).verified] == ["PeterNeumann"]
+    assert format_note(parse_note(note)) == GOLDEN_NOTE
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [PETER_LINE, PETER_LINE_LAX, PETER_LINE * 3],
+    ids=["same-line", "same-signature-other-spelling", "three-times"],
+)
+def test_repeated_signature_line_counts_once(extra: str) -> None:
+    note = GOLDEN_TWO + extra
+    parsed = parse_note(note)
+    assert parsed.signatures == parse_note(GOLDEN_TWO).signatures
+    assert parsed.repeats == ()
+    for verifiers in ([PETER], [ENOCH], [PETER, ENOCH]):
+        opened = open_note(note, verifiers)
+        assert len(opened.verified) == len(verifiers)
+        assert len(opened.verified) + len(opened.unverified) == 2
+
+
+def test_unknown_keys_repeated_bad_line_is_ignored() -> None:
+    note = GOLDEN_TWO + _bad(ENOCH_LINE)
+    assert len(parse_note(note).repeats) == 1
+    assert [s.name for s in open_note(note, [PETER]).verified] == ["PeterNeumann"]
+
+
+@pytest.mark.parametrize("order", ["good-first", "bad-first"])
+def test_known_keys_repeated_bad_line_rejects_note(order: str) -> None:
+    # Signed-note: a known key's signature MUST be verified, and a failure
+    # SHOULD reject the whole note, whichever of the key's lines it is.
+    lines = [PETER_LINE, _bad(PETER_LINE)]
+    if order == "bad-first":
+        lines.reverse()
+    note = TEXT + "\n" + "".join(lines) + ENOCH_LINE
+    with pytest.raises(InvalidSignature) as info:
+        open_note(note, [PETER])
+    assert (info.value.name, info.value.keyid) == ("PeterNeumann", PETER.keyid)
+    # Ignored when the key is unknown.
+    assert [s.name for s in open_note(note, [ENOCH]).verified] == ["EnochRoot"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ENOCH_LINE.replace("\u2014", "-"),  # no em dash
+        ENOCH_LINE.replace("\u2014 ", "\u2014"),  # no space after it
+        ENOCH_LINE.replace("EnochRoot ", "EnochRoot  "),  # two spaces
+        ENOCH_LINE.replace("EnochRoot ", "Enoch+Root "),  # a "+" in the name
+        ENOCH_LINE.replace("EnochRoot ", "Enoch\u00a0Root "),  # a Unicode space in the name
+        ENOCH_LINE.replace("EnochRoot ", "EnochRoot"),  # no base64
+        ENOCH_LINE.replace("QQ=\n", "QQ\n"),  # padding missing
+        ENOCH_LINE.replace("QQ=\n", "QQ==\n"),  # padding too long
+        ENOCH_LINE.replace("+", "-"),  # the URL-safe alphabet
+        ENOCH_LINE.replace("rwz+", "rw=+"),  # padding in the middle
+        ENOCH_LINE.replace("rwz+", "rwz!"),  # outside the alphabet
+        "\u2014 EnochRoot AAAAAA==\n",  # a key ID and no signature
+        "\u2014 EnochRoot " + base64.b64encode(bytes(4 + 8193)).decode() + "\n",  # over the bound
+    ],
+)
+def test_malformed_line_rejects_note_even_for_an_unknown_key(line: str) -> None:
+    # A line must parse before anyone can tell whose key it names.
+    with pytest.raises(MalformedError):
+        open_note(GOLDEN_NOTE + line, [PETER])
+
+
+def test_signature_line_cap_counts_repeated_lines() -> None:
+    # As Go's note.Open: the cap bounds parsing work, so repeats count.
+    ok = GOLDEN_NOTE + PETER_LINE * (MAX_SIGNATURES - 1)
+    assert len(open_note(ok, [PETER]).verified) == 1
+    with pytest.raises(MalformedError, match="more than"):
+        parse_note(ok + PETER_LINE)
 
 
 # ---------------------------------------------------------------------------
@@ -327,12 +430,20 @@ def test_random_bytes_raise_only_malformed(data: bytes) -> None:
 
 def test_mutated_notes_raise_only_ledger_errors_and_survivors_are_canonical() -> None:
     verifiers = [Verifier.from_vkey(PETER_VKEY), Verifier.from_vkey(ENOCH_VKEY)]
+    normalised: list[bytes] = []
 
     def canonical(data: bytes, parsed: SignedNote) -> None:
-        assert format_note(parsed).encode("utf-8") == data
+        out = format_note(parsed)
+        if out.encode("utf-8") != data:
+            # Only what signed-note lets through may change: a repeated line
+            # dropped, or padding bits set to zero. The result is canonical.
+            normalised.append(data)
+            assert parse_note(out) == SignedNote(parsed.text, parsed.signatures)
+            assert format_note(parse_note(out)) == out
 
     muts = list(mutations(GOLDEN_TWO.encode("utf-8")))
     rejected = assert_only_ledger_errors(parse_note, iter(muts), on_success=canonical)
     assert rejected > len(muts) // 2
+    assert 0 < len(normalised) < 10
     assert_only_ledger_errors(lambda d: open_note(d, verifiers), iter(muts))
     assert_only_ledger_errors(parse_note, iter(muts), as_text=True)

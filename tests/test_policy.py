@@ -241,6 +241,26 @@ def test_bad_cosignature_by_known_witness_rejects() -> None:
         verify_checkpoint_policy(format_note(SignedNote(parsed.text, tuple(sigs))), p)
 
 
+def test_a_witness_counts_once_however_many_lines_it_has() -> None:
+    p = parse_policy(
+        f"log {LOG.vkey}\nwitness X1 {W['X1'].vkey}\nwitness X2 {W['X2'].vkey}\n"
+        "group G 2 X1 X2\nquorum G\n"
+    )
+    note = note_cosigned_by("X1")
+    line = note.rstrip("\n").rsplit("\n", 1)[1] + "\n"
+    later = cosign_checkpoint(note_cosigned_by(), W["X1"], 1800000000).rstrip("\n").rsplit("\n", 1)[1] + "\n"
+    # The same line again, and X1 again at another time: one witness of two.
+    for extra in (line, line * 5, later):
+        with pytest.raises(QuorumNotMet, match="has 1"):
+            verify_checkpoint_policy(note + extra, p)
+    verify_checkpoint_policy(note_cosigned_by("X1", "X2") + line, p)
+    # A repeated line by a trusted witness that does not verify rejects.
+    sig = parse_note(note + later).repeats[0]
+    bad = NoteSignature(sig.name, sig.keyid, sig.signature[:-1] + bytes([sig.signature[-1] ^ 1]))
+    with pytest.raises(InvalidSignature):
+        verify_checkpoint_policy(note_cosigned_by("X1", "X2") + bad.line(), p)
+
+
 def test_cosignatures_by_unknown_witnesses_do_not_count() -> None:
     p = parse_policy(f"log {LOG.vkey}\nwitness X1 {W['X1'].vkey}\nquorum X1\n")
     stranger = Signer.from_seed("x1.example", bytes([99]) * 32, cosigner=True)
