@@ -217,6 +217,10 @@ class CosignCollector:
         for its own witness only, and a line merged unverified could replace
         another witness's real cosignature or inflate the count."""
         try:
+            # Counted as lines: the note parser drops a repeated line (as
+            # signed-note asks), which would hide a second one here.
+            if len(line.splitlines()) != 1:
+                return False
             sigs = parse_note(parse_note(note).text + "\n" + line).signatures
             if len(sigs) != 1:
                 return False

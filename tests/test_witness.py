@@ -299,7 +299,7 @@ def test_peers_cosign_and_a_two_of_three_policy_verifies(tmp_path: Path) -> None
             node.stop()
 
 
-def test_the_collector_refuses_a_peer_answer_with_lines_for_other_witnesses(tmp_path: Path) -> None:
+def test_the_collector_refuses_a_peer_answer_with_more_than_its_own_line(tmp_path: Path) -> None:
     # A peer answers for its own witness only. One that adds a line in
     # another witness's name (right name and key ID, forged signature) must
     # not have it merged: it would replace that witness's real cosignature
@@ -312,8 +312,19 @@ def test_the_collector_refuses_a_peer_answer_with_lines_for_other_witnesses(tmp_
             response = await super().AddCheckpoint(request, context)
             return cluster_pb2.AddCheckpointResponse(cosignature=response.cosignature + forged)
 
+    class RepeatingPeer(PeerServicer):
+        # Its own good line twice: one line is what a peer answers.
+        async def AddCheckpoint(self, request, context):  # type: ignore[no-untyped-def]
+            response = await super().AddCheckpoint(request, context)
+            return cluster_pb2.AddCheckpointResponse(cosignature=response.cosignature * 2)
+
     ledgers, wkeys, nodes = three_replicas(tmp_path, (PeerServicer, PeerServicer, ForgingPeer))
+    ledgers2, _, nodes2 = three_replicas(tmp_path / "again", (PeerServicer, PeerServicer, RepeatingPeer))
     try:
+        again = CosignCollector(ledgers2[0], [n.target for n in nodes2[1:]], [k.verifier() for k in wkeys])
+        nodes2[0].run(again.collect_once())
+        assert [b[2] for b in [again.best(1)] if b] == [["witness-2"]] and again.best(2) is None
+        nodes2[0].run(again.stop())
         collector = CosignCollector(ledgers[0], [n.target for n in nodes[1:]], [k.verifier() for k in wkeys])
         nodes[0].run(collector.collect_once())
         assert collector.best(2) is None
@@ -323,7 +334,7 @@ def test_the_collector_refuses_a_peer_answer_with_lines_for_other_witnesses(tmp_
         verify_checkpoint_policy(note, parse_policy(policy_text))
         nodes[0].run(collector.stop())
     finally:
-        for node in nodes:
+        for node in nodes + nodes2:
             node.stop()
 
 
