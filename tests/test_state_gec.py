@@ -142,3 +142,82 @@ def test_holdings_pagination() -> None:
     page3 = get_holdings(w.kv, "STEEL", limit=2, page_token=page2.next_page_token)
     got = [h.start for p in (page1, page2, page3) for h in p.holdings]
     assert got == [s, s + 2, s + 4, s + 6, s + 8] and page3.next_page_token is None
+
+
+def test_holdings_pages_do_not_repeat_units_of_a_range_that_grew_across_the_token() -> None:
+    w = World()
+    w.gec_project()
+    s, _ = w.gec_issue("B1", 100)
+    w.ok("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"})
+    w.ok("gec.transfer", "GEN", {"start": s + 20, "end": s + 30, "to": "STEEL"})
+    page1 = get_holdings(w.kv, "STEEL", limit=1)
+    assert [(h.start, h.end) for h in page1.holdings] == [(s, s + 10)]
+    # The gap comes to STEEL: its two ranges merge into one stored under
+    # s + 30, past the token, which also holds the units page 1 listed.
+    w.ok("gec.transfer", "GEN", {"start": s + 10, "end": s + 20, "to": "STEEL"})
+    page2 = get_holdings(w.kv, "STEEL", limit=1, page_token=page1.next_page_token)
+    assert [(h.kind, h.start, h.end) for h in page2.holdings] == [("gec", s + 10, s + 30)]
+    assert page2.next_page_token is None
+
+
+def _units_of(kv: object, account: str) -> set[tuple[str, int]]:
+    from ledger.state.queries import account_runs
+
+    return {(kind, u) for kind in ("ccer", "gec") for r in account_runs(kv, account, kind) for u in range(r.start, r.end)}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_holdings_pages_list_each_unit_once_while_ranges_move_between_pages(seed: int) -> None:
+    """Random transfers between pages split and merge STEEL's ranges. No
+    unit is listed on two pages, every unit listed was STEEL's when its page
+    was read, and every unit STEEL held throughout is listed. CCER and GEC
+    serials overlap, so a CCER token must not clip GEC ranges."""
+    import random
+
+    from tests.test_state_ccer import report_body, validate_body
+
+    rng = random.Random(seed)
+    w = World()
+    w.gec_project(capacity_kw=10**6)
+    batches = [w.gec_issue("B1", 60, period=H1), w.gec_issue("B2", 60, period=H2)]
+    w.ok("ccer.validate_project", "VER", validate_body(gecProjectId=None))
+    w.ok("ccer.register_project", "REG", {"projectId": "C1"})
+    w.ok("ccer.verify_report", "VER", report_body())
+    issued = w.ok("ccer.issue", "REG", {"batchId": "CB1", "reportId": "R1", "quantity": 60})
+    cs, ce = (int(x) for x in issued.events[0].subject.split(":")[1].split("-"))
+    ranges = [("gec", *b) for b in batches] + [("ccer", cs, ce)]
+
+    def move() -> None:
+        # A random sub-range of one stored segment held by GEN or STEEL,
+        # given to the other: this splits and merges STEEL's ranges.
+        kind, lo, hi = rng.choice(ranges)
+        a = rng.randrange(lo, hi)
+        b = min(hi, a + rng.randint(1, 12))
+        owner = get_unit(w.kv, kind, a).owner
+        for u in range(a, b):
+            if get_unit(w.kv, kind, u).owner != owner:
+                b = u
+                break
+        w.ok(f"{kind}.transfer", owner, {"start": a, "end": b, "to": "STEEL" if owner == "GEN" else "GEN"})
+
+    for _ in range(15):
+        move()
+    listed: list[tuple[str, int]] = []
+    throughout = _units_of(w.kv, "STEEL")
+    token = None
+    for _ in range(200):
+        now = _units_of(w.kv, "STEEL")
+        throughout &= now
+        page = get_holdings(w.kv, "STEEL", limit=rng.randint(1, 3), page_token=token)
+        for h in page.holdings:
+            units = [(h.kind, u) for u in range(h.start, h.end)]
+            assert set(units) <= now, f"page lists units STEEL does not hold: {h}"
+            listed += units
+        token = page.next_page_token
+        if token is None:
+            break
+        for _ in range(rng.randint(0, 3)):
+            move()
+    assert token is None
+    assert len(listed) == len(set(listed)), "a unit was listed on two pages"
+    assert throughout <= set(listed), "a unit held throughout was not listed"

@@ -223,19 +223,26 @@ class HoldingsPage:
 def get_holdings(
     kv: KV, account: str, *, page_token: str | None = None, limit: int = 100
 ) -> HoldingsPage:
-    """An account's unit ranges (GEC then CCER, in serial order), ``limit`` per page.
+    """An account's unit ranges (CCER then GEC, each in serial order: the
+    order of their keys), ``limit`` per page.
 
-    ``page_token`` is the ``next_page_token`` of the previous page.
+    ``page_token`` is the ``next_page_token`` of the previous page: the kind
+    and end serial of the last range returned. A page starts strictly after
+    that serial, so no unit is listed on two pages of one listing, and a
+    unit held from the first page to the last is listed once, whatever
+    moved between the pages.
     """
     if not 1 <= limit <= 1000:
         raise MalformedError("limit", "must be between 1 and 1000")
     prefix = key("ao", account) + b"/"
     start = prefix
+    resume_kind, resume_at = "", 0
     if page_token is not None:
         kind, _, end_hex = page_token.partition(":")
         if kind not in KINDS or len(end_hex) != 16 or any(c not in "0123456789abcdef" for c in end_hex):
             raise MalformedError("page_token", "not a token this server issued")
         start = prefix + f"{kind}/{end_hex}".encode() + b"\x00"
+        resume_kind, resume_at = kind, int(end_hex, 16)
     out: list[Holding] = []
     token: str | None = None
     last_kind = last_end = ""  # set by the first pair; read only once out is full
@@ -245,7 +252,18 @@ def get_holdings(
             token = f"{last_kind}:{last_end}"
             break
         v = dec(raw)
-        out.append(Holding(kind, v["b"], v["s"], int(end_hex, 16), v["st"], v.get("r"), v.get("c")))
+        first = v["s"]
+        if kind == resume_kind and first < resume_at:
+            # The range grew across the token since the last page (units
+            # next to it came to the account, or changed status to match, and
+            # the segments merged): its units before the token were on that
+            # page already. Only the first range after the token can hold
+            # the serial before it, and that range ends after the token, so
+            # the clipped range is not empty. Serials are numbered per kind
+            # (a batch is a run of them), so ranges of another kind than the
+            # token's are never clipped.
+            first = resume_at
+        out.append(Holding(kind, v["b"], first, int(end_hex, 16), v["st"], v.get("r"), v.get("c")))
         last_kind, last_end = kind, end_hex
     return HoldingsPage(tuple(out), token)
 
