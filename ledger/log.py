@@ -41,7 +41,17 @@ from ledger.storage.tiles import ROW_OFFSET, TILE_HEIGHT, TILE_WIDTH, TileWriter
 from ledger.storage.writer_lock import WriterLock
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 
-__all__ = ["MAX_BATCH", "MAX_ENTRY_BYTES", "META_PREFIX", "Ledger", "Receipt", "StateMachineHook", "open_tile_reader"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_ENTRY_BYTES",
+    "META_PREFIX",
+    "Ledger",
+    "Receipt",
+    "StateMachineHook",
+    "open_tile_reader",
+    "snapshot_size",
+    "time_at",
+]
 
 #: Largest entry the log accepts. A DSSE envelope with a full PACT document
 #: and its extensions is a few KiB; 1 MiB leaves room and caps abuse.
@@ -161,6 +171,48 @@ def _level_slot(level: int) -> tuple[int, int, int, int]:
     row = level % TILE_HEIGHT
     shift = TILE_HEIGHT - row
     return level // TILE_HEIGHT, shift, (1 << shift) - 1, ROW_OFFSET[row]
+
+
+def snapshot_size(txn: ReadTxn) -> int:
+    """The tree size of a read transaction: its last block's (the state is
+    written in the same transaction as the block)."""
+    last = txn.last(Table.BLOCKS)
+    if last is None:
+        return 0
+    return decode_block(last[1]).tree_size
+
+
+def time_at(txn: ReadTxn, size: int) -> int:
+    """The ledger's time at tree ``size``: the time of the last block that
+    ends at or below it (block times never go back), 0 before the first
+    block. Binary search over block heights: O(log blocks) reads.
+
+    Time-dependent answers read from a snapshot (a GEC batch past its
+    validity end) are judged at ``time_at(txn, snapshot_size(txn))``, the
+    time of the snapshot's latest block, never a clock: the same snapshot
+    gives the same answer on every node.
+    """
+    last = txn.last(Table.BLOCKS)
+    if last is None:
+        return 0
+    block = decode_block(last[1])
+    if block.tree_size <= size:
+        return block.time
+    lo, hi = 0, block.height  # tree_size(lo) <= size < tree_size(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if decode_block(_block_at(txn, mid)).tree_size <= size:
+            lo = mid
+        else:
+            hi = mid
+    return decode_block(_block_at(txn, lo)).time
+
+
+def _block_at(txn: ReadTxn, height: int) -> bytes:
+    raw = txn.get(Table.BLOCKS, u64(height))
+    if raw is None:
+        raise StorageError(f"block {height} is missing below the last block")
+    return raw
 
 
 #: Per tree level: (tile level, index shift to the tile, mask of the index

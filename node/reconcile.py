@@ -41,9 +41,9 @@ from typing import Any, Protocol
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
-from ledger.block import decode_block
 from ledger.errors import MalformedError, NotFound
 from ledger.kv import KV
+from ledger.log import snapshot_size, time_at
 from ledger.state import queries
 from ledger.storage.base import Table, u64
 
@@ -453,35 +453,6 @@ class _StateView:
                     yield s, e, seg.owner, seg.status, seg.batch, last
 
 
-def _snapshot_size(txn: Any) -> int:
-    """The tree size of a read transaction: its last block's (the state is
-    written in the same transaction as the block)."""
-    last = txn.last(Table.BLOCKS)
-    if last is None:
-        return 0
-    return decode_block(last[1]).tree_size
-
-
-def _time_at(txn: Any, size: int) -> int:
-    """The ledger's time at tree ``size``: the time of the last block that
-    ends at or below it (block times never go back). Binary search over
-    block heights: O(log blocks) reads."""
-    last = txn.last(Table.BLOCKS)
-    if last is None:
-        return 0
-    block = decode_block(last[1])
-    if block.tree_size <= size:
-        return block.time
-    lo, hi = 0, block.height  # tree_size(lo) <= size < tree_size(hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if decode_block(txn.get(Table.BLOCKS, u64(mid))).tree_size <= size:
-            lo = mid
-        else:
-            hi = mid
-    return decode_block(txn.get(Table.BLOCKS, u64(lo))).time
-
-
 class Reconciler:
     """Reconciliation against one ledger, safe to call from several threads.
 
@@ -517,18 +488,18 @@ class Reconciler:
             if found is not None:
                 return tree_size, found
         with self._lock, self._ledger.store.read() as txn:
-            size = _snapshot_size(txn)
+            size = snapshot_size(txn)
             if tree_size > size:
                 raise NotFound("tree size", tree_size)
             if tree_size in (0, size):
                 kv = txn.kv(Table.STATE)
                 changes = {kind: self._advanced(kv, kind, size) for kind in sorted({r.kind for r in books})}
-                out = reconcile_current(kv, books, changes, _time_at(txn, size))
+                out = reconcile_current(kv, books, changes, time_at(txn, size))
                 self._remember(size, books, out)
                 return size, out
         # An older tree: replay, outside the lock (the indexes are not used).
         with self._ledger.store.read() as txn:
-            out = reconcile(txn.kv(Table.STATE), books, tree_size, _time_at(txn, tree_size))
+            out = reconcile(txn.kv(Table.STATE), books, tree_size, time_at(txn, tree_size))
         self._remember(tree_size, books, out)
         return tree_size, out
 

@@ -344,3 +344,18 @@ def test_tile_reader_finds_nodes_where_node_slot_puts_them() -> None:
             tile_level, tile_index, offset = node_slot(level, index)
             want = named_slot(tile_key(tile_level, tile_index), offset // 32)
             assert read_node(level, index) == want, (level, index)
+
+
+def test_time_at_a_size_is_the_last_block_ending_at_or_below_it(ledger: Ledger) -> None:
+    from ledger.log import snapshot_size, time_at
+
+    created = ledger.block(0).time
+    for n, t in ((3, created + 10), (2, created + 20), (4, created + 30)):
+        ledger.submit(entries(n, ledger.size), time=t)
+    with ledger.store.read() as txn:
+        assert snapshot_size(txn) == 9
+        got = [time_at(txn, size) for size in range(12)]
+    # Blocks end at sizes 0, 3, 5 and 9; a size inside a block has the time
+    # of the block before it, and a size past the log the last block's.
+    want = [created] * 3 + [created + 10] * 2 + [created + 20] * 4 + [created + 30] * 3
+    assert got == want
