@@ -273,14 +273,13 @@ class _ExpiringView:
     def _expired(self, kind: str, batch: str) -> bool:
         got = self._batches.get((kind, batch))
         if got is None:
-            end = queries.get_batch(self._kv, kind, batch).validity_end
-            got = self._batches[(kind, batch)] = end is not None and end <= self._time
+            got = self._batches[(kind, batch)] = queries.get_batch(self._kv, kind, batch).expired_at(self._time)
         return got
 
     def over(self, kind: str, start: int, end: int) -> Iterator[_Piece]:
         for s, e, owner, status, batch, last in self._view.over(kind, start, end):
             if status == "held" and self._expired(kind, batch):
-                status = "expired"
+                status = queries.EXPIRED
             yield s, e, owner, status, batch, last
 
     def held(self, account: str, kind: str) -> Iterator[_Piece]:

@@ -26,8 +26,9 @@ from carbonledger.v1 import (
 )
 
 from ledger.errors import LedgerError, MalformedError, NotFound
-from ledger.log import Ledger, Receipt
+from ledger.log import Ledger, Receipt, snapshot_size, time_at
 from ledger.state import queries
+from ledger.storage import Table
 from node import convert, paging
 from node.committer import Committed, GroupCommitter
 from node.errors import rpc_status_of
@@ -194,6 +195,18 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
 
         return await _read(run)
 
+    async def _query_at_ledger_time(self, fn: Callable[[Any, int], T]) -> T:
+        """``fn(kv, time)`` on a snapshot of the state and the time of its
+        latest block, read in one transaction: statuses that depend on time
+        (GEC past its validity end) are judged at the state's own time, as
+        reconciliation judges them, and not by this node's clock."""
+
+        def run() -> T:
+            with self._ledger.store.read() as txn:
+                return fn(txn.kv(Table.STATE), time_at(txn, snapshot_size(txn)))
+
+        return await _read(run)
+
     async def GetOrg(self, request: query_pb2.GetOrgRequest, context: grpc.aio.ServicerContext) -> query_pb2.Org:
         org = await self._query(queries.get_org, _require_id(request.org_id, "org_id"))
         return convert.org(org)
@@ -231,8 +244,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         account = _require_id(request.account, "account")
         limit = paging.page_size(request.page_size)
         inner = paging.decode_token("holdings", request.page_token)
-        page = await self._query(
-            lambda kv: queries.get_holdings(kv, account, page_token=inner, limit=limit)
+        page = await self._query_at_ledger_time(
+            lambda kv, time: queries.get_holdings(kv, account, time=time, page_token=inner, limit=limit)
         )
         token = paging.encode_token("holdings", page.next_page_token) if page.next_page_token else ""
         return query_pb2.ListHoldingsResponse(
@@ -254,12 +267,17 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         )
 
     async def GetUnit(self, request: query_pb2.GetUnitRequest, context: grpc.aio.ServicerContext) -> query_pb2.Unit:
-        return convert.unit(await self._query(queries.get_unit, request.kind, request.serial))
+        unit = await self._query_at_ledger_time(
+            lambda kv, time: queries.get_unit(kv, request.kind, request.serial, time=time)
+        )
+        return convert.unit(unit)
 
     async def GetRetirement(
         self, request: query_pb2.GetRetirementRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.Retirement:
-        unit = await self._query(queries.get_unit, request.kind, request.serial)
+        unit = await self._query_at_ledger_time(
+            lambda kv, time: queries.get_unit(kv, request.kind, request.serial, time=time)
+        )
         if unit.retirement is None:
             raise NotFound("retirement", f"{request.kind}:{request.serial}")
         return convert.retirement(unit.retirement)

@@ -167,6 +167,31 @@ def test_reconcile_reports_mismatches_with_proving_entries(client: LedgerClient,
     assert old.checkpoint == node.ledger.checkpoint(before)
 
 
+def test_holdings_and_units_past_their_validity_end_are_expired_at_the_ledgers_time(
+    client: LedgerClient, world: Net, node: RunningNode
+) -> None:
+    client.submit(world.transfer("gec", "STEEL", 0, 50, "EXCH"))
+    client.submit(world.retire("STEEL", 50, 60))
+    assert [(h.start, h.end, h.status) for h in client.holdings("STEEL")] == [(50, 60, "retired"), (60, 100, "held")]
+    assert client.unit("gec", 10).status == "held"
+    # A year and a day on (B1's validity end is a year after issue) a new
+    # batch is issued: the ledger's time, its latest block's, passes B1's
+    # validity end. The node's clock is set, never read by the test.
+    world.now += 366 * 86400
+    node.ledger._clock = lambda: float(world.now)  # type: ignore[attr-defined]
+    client.submit(world.gec_issue("B2"))
+    assert node.ledger.head.time >= world.now
+    got = [(h.batch, h.start, h.end, h.status) for h in client.holdings("STEEL", page_size=1)]
+    assert got == [("B1", 50, 60, "retired"), ("B1", 60, 100, "expired"), ("B2", 100, 200, "held")]
+    assert [(h.start, h.end, h.status) for h in client.holdings("EXCH")] == [(0, 50, "expired")]
+    assert client.unit("gec", 10).status == "expired"
+    assert client.unit("gec", 55).status == "retired" and client.retirement("gec", 55).start == 50
+    assert client.unit("gec", 150).status == "held"
+    # Reconciliation at the same size says the same of the same units.
+    result = client.reconcile([BookRow("EXCH", "gec", "B1", 0, 50)])
+    assert [(m.start, m.end, m.detail) for m in result.mismatches] == [(0, 50, "expired")]
+
+
 def test_node_serves_labels_by_default(client: LedgerClient, world: Net) -> None:
     from client.label import parse_label
     from ledger.errors import NotFound

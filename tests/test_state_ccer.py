@@ -60,6 +60,9 @@ def test_validate_register_verify_issue_transfer_cancel() -> None:
     w.reject(StateRuleError, "units_retired", "ccer.cancel", "CARS", cancel)
     supply = batch_supply(w.kv, "ccer", "CB1", w.time)
     assert (supply.issued, supply.held, supply.retired) == (500, 460, 40)
+    # CCER batches have no validity end: their units never expire.
+    far = w.time + 100 * 365 * 86400
+    assert [h.status for h in get_holdings(w.kv, "CARS", time=far).holdings] == ["retired", "held"]
     assert get_record(w.kv, "ccer_report", "R1")["batch"] == "CB1"
 
 
@@ -101,7 +104,12 @@ def test_registration_freezes_untraded_gec_for_the_same_generation() -> None:
     assert (supply.held, supply.retired, supply.frozen) == (100, 50, 150)
     w.reject(StateRuleError, "units_frozen", "gec.transfer", "GEN", {"start": s + 150, "end": s + 151, "to": "EXCH"})
     w.ok("gec.transfer", "EXCH", {"start": s, "end": s + 10, "to": "STEEL"})
-    assert [h.status for h in get_holdings(w.kv, "GEN").holdings] == ["retired", "frozen"]
+    assert [h.status for h in get_holdings(w.kv, "GEN", time=w.time).holdings] == ["retired", "frozen"]
+    # Past B1's validity end only held units turn expired: frozen and
+    # retired units keep the status that stops them first.
+    late = T0 + 3 * 365 * 86400
+    assert [h.status for h in get_holdings(w.kv, "GEN", time=late).holdings] == ["retired", "frozen"]
+    assert [h.status for h in get_holdings(w.kv, "EXCH", time=late).holdings] == ["expired"]
     # No more GEC for generation the CCER project credits.
     w.time = T0 + 400 * 86400
     w.reject(StateRuleError, "period_under_ccer", "gec.issue", "GECI", {"batchId": "B2", "projectId": "P1", "periodStart": Y2024[1], "periodEnd": Y2024[1] + 86400, "quantity": 1, "validityEnd": w.time + 86400})

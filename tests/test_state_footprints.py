@@ -127,8 +127,8 @@ def test_claim_rules() -> None:
     w.ok("pcf.publish", "STEEL", claim((s, s + 60)))
     w.reject(StateRuleError, "units_already_claimed", "pcf.publish", "STEEL", claim((s + 50, s + 70), name="steel-b"))
     w.ok("pcf.publish", "STEEL", claim((s + 60, s + 100), name="steel-b"))
-    assert get_unit(w.kv, "gec", s + 59).claimed_by == pf_uuid("steel")
-    assert get_unit(w.kv, "gec", s + 60).claimed_by == pf_uuid("steel-b")
+    assert get_unit(w.kv, "gec", s + 59, time=w.time).claimed_by == pf_uuid("steel")
+    assert get_unit(w.kv, "gec", s + 60, time=w.time).claimed_by == pf_uuid("steel-b")
     assert get_footprint(w.kv, pf_uuid("steel")).gec_claims == ((s, s + 60),)
 
 

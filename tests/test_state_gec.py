@@ -63,7 +63,7 @@ def test_issue_stops_at_the_last_nameable_serial() -> None:
     assert (s, e) == (MAX_SERIAL - 5, MAX_SERIAL)
     # The very last unit moves like any other.
     w.ok("gec.transfer", "GEN", {"start": MAX_SERIAL - 1, "end": MAX_SERIAL, "to": "STEEL"})
-    assert [(h.start, h.end) for h in get_holdings(w.kv, "STEEL").holdings] == [(MAX_SERIAL - 1, MAX_SERIAL)]
+    assert [(h.start, h.end) for h in get_holdings(w.kv, "STEEL", time=w.time).holdings] == [(MAX_SERIAL - 1, MAX_SERIAL)]
 
 
 def test_transfer_split_merge_and_holdings() -> None:
@@ -72,15 +72,15 @@ def test_transfer_split_merge_and_holdings() -> None:
     s, e = w.gec_issue("B1", 100)
     w.ok("gec.transfer", "GEN", {"start": s + 10, "end": s + 20, "to": "STEEL"})
     w.ok("gec.transfer", "GEN", {"start": s + 30, "end": s + 40, "to": "STEEL"})
-    gen = get_holdings(w.kv, "GEN").holdings
+    gen = get_holdings(w.kv, "GEN", time=w.time).holdings
     assert [(h.start, h.end) for h in gen] == [(s, s + 10), (s + 20, s + 30), (s + 40, e)]
     # Giving the gap back and forth merges the ranges again.
     w.ok("gec.transfer", "GEN", {"start": s + 20, "end": s + 30, "to": "STEEL"})
-    steel = get_holdings(w.kv, "STEEL").holdings
+    steel = get_holdings(w.kv, "STEEL", time=w.time).holdings
     assert [(h.start, h.end, h.status) for h in steel] == [(s + 10, s + 40, "held")]
     w.ok("gec.transfer", "STEEL", {"start": s + 10, "end": s + 40, "to": "GEN"})
-    assert [(h.start, h.end) for h in get_holdings(w.kv, "GEN").holdings] == [(s, e)]
-    assert get_holdings(w.kv, "STEEL").holdings == ()
+    assert [(h.start, h.end) for h in get_holdings(w.kv, "GEN", time=w.time).holdings] == [(s, e)]
+    assert get_holdings(w.kv, "STEEL", time=w.time).holdings == ()
     history = unit_history(w.kv, "gec", s + 15, s + 16)
     assert [ev.op for ev in history] == ["issue", "transfer", "transfer"]
     assert dict(history[1].detail) == {"from": "GEN", "to": "STEEL"}
@@ -108,13 +108,13 @@ def test_retire_and_no_movement_after() -> None:
     w.ok("gec.retire", "GEN", retire)
     w.reject(StateRuleError, "units_retired", "gec.retire", "GEN", {**retire, "start": s + 29})
     w.reject(StateRuleError, "units_retired", "gec.transfer", "GEN", {"start": s, "end": s + 1, "to": "STEEL"})
-    unit = get_unit(w.kv, "gec", s + 5)
+    unit = get_unit(w.kv, "gec", s + 5, time=w.time)
     assert unit.status == "retired" and unit.retirement is not None
     assert unit.retirement.index == w.index - 1 and unit.retirement.beneficiary == "Steel Co."
     assert unit.claimed_by is None
     assert batch_supply(w.kv, "gec", "B1", w.time).retired == 30
     with pytest.raises(NotFound):
-        get_unit(w.kv, "gec", e)
+        get_unit(w.kv, "gec", e, time=w.time)
 
 
 def test_expired_units_cannot_move() -> None:
@@ -131,15 +131,49 @@ def test_expired_units_cannot_move() -> None:
     assert (supply.issued, supply.held, supply.expired) == (100, 0, 100)
 
 
+def test_queries_show_held_units_past_their_validity_end_as_expired() -> None:
+    # The state machine refuses to move or retire them (the test above), so
+    # the queries must not show them as held: at their validity end they
+    # turn "expired", as batch_supply and reconciliation count them.
+    w = World()
+    w.gec_project()
+    s, e = w.gec_issue("B1", 100, period=H1, validity=T0 + 1000)
+    s2, e2 = w.gec_issue("B2", 50, period=H2, validity=T0 + 5000)
+    w.ok("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"})
+    w.ok("gec.retire", "STEEL", {"start": s, "end": s + 4, "beneficiary": "Steel Co.", "periodStart": H1[0], "periodEnd": H1[1]})
+    w.ok("gec.transfer", "GEN", {"start": s2, "end": s2 + 5, "to": "STEEL"})
+
+    def steel(time: int) -> list[tuple[str, int, int, str]]:
+        return [(h.batch, h.start, h.end, h.status) for h in get_holdings(w.kv, "STEEL", time=time).holdings]
+
+    valid = [("B1", s, s + 4, "retired"), ("B1", s + 4, s + 10, "held"), ("B2", s2, s2 + 5, "held")]
+    assert steel(T0 + 999) == valid
+    assert get_unit(w.kv, "gec", s + 5, time=T0 + 999).status == "held"
+    # From B1's validity end on, its held units are expired; its retired
+    # units stay retired, and B2, valid longer, stays held.
+    assert steel(T0 + 1000) == [("B1", s, s + 4, "retired"), ("B1", s + 4, s + 10, "expired"), ("B2", s2, s2 + 5, "held")]
+    assert [(h.start, h.end, h.status) for h in get_holdings(w.kv, "GEN", time=T0 + 1000).holdings] == [
+        (s + 10, e, "expired"), (s2 + 5, e2, "held")
+    ]
+    assert get_unit(w.kv, "gec", s + 5, time=T0 + 1000).status == "expired"
+    assert get_unit(w.kv, "gec", s + 2, time=T0 + 1000).status == "retired"
+    assert get_unit(w.kv, "gec", s2, time=T0 + 1000).status == "held"
+    assert get_unit(w.kv, "gec", s2, time=T0 + 5000).status == "expired"
+    # Held and expired units of a batch add up as its supply counts them.
+    listed = get_holdings(w.kv, "STEEL", time=T0 + 1000).holdings + get_holdings(w.kv, "GEN", time=T0 + 1000).holdings
+    supply = batch_supply(w.kv, "gec", "B1", T0 + 1000)
+    assert supply.expired == sum(h.end - h.start for h in listed if h.batch == "B1" and h.status == "expired") == 96
+
+
 def test_holdings_pagination() -> None:
     w = World()
     w.gec_project()
     s, _ = w.gec_issue("B1", 100)
     for i in range(5):
         w.ok("gec.transfer", "GEN", {"start": s + 2 * i, "end": s + 2 * i + 1, "to": "STEEL"})
-    page1 = get_holdings(w.kv, "STEEL", limit=2)
-    page2 = get_holdings(w.kv, "STEEL", limit=2, page_token=page1.next_page_token)
-    page3 = get_holdings(w.kv, "STEEL", limit=2, page_token=page2.next_page_token)
+    page1 = get_holdings(w.kv, "STEEL", time=w.time, limit=2)
+    page2 = get_holdings(w.kv, "STEEL", time=w.time, limit=2, page_token=page1.next_page_token)
+    page3 = get_holdings(w.kv, "STEEL", time=w.time, limit=2, page_token=page2.next_page_token)
     got = [h.start for p in (page1, page2, page3) for h in p.holdings]
     assert got == [s, s + 2, s + 4, s + 6, s + 8] and page3.next_page_token is None
 
@@ -150,12 +184,12 @@ def test_holdings_pages_do_not_repeat_units_of_a_range_that_grew_across_the_toke
     s, _ = w.gec_issue("B1", 100)
     w.ok("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"})
     w.ok("gec.transfer", "GEN", {"start": s + 20, "end": s + 30, "to": "STEEL"})
-    page1 = get_holdings(w.kv, "STEEL", limit=1)
+    page1 = get_holdings(w.kv, "STEEL", time=w.time, limit=1)
     assert [(h.start, h.end) for h in page1.holdings] == [(s, s + 10)]
     # The gap comes to STEEL: its two ranges merge into one stored under
     # s + 30, past the token, which also holds the units page 1 listed.
     w.ok("gec.transfer", "GEN", {"start": s + 10, "end": s + 20, "to": "STEEL"})
-    page2 = get_holdings(w.kv, "STEEL", limit=1, page_token=page1.next_page_token)
+    page2 = get_holdings(w.kv, "STEEL", time=w.time, limit=1, page_token=page1.next_page_token)
     assert [(h.kind, h.start, h.end) for h in page2.holdings] == [("gec", s + 10, s + 30)]
     assert page2.next_page_token is None
 
@@ -193,9 +227,9 @@ def test_holdings_pages_list_each_unit_once_while_ranges_move_between_pages(seed
         kind, lo, hi = rng.choice(ranges)
         a = rng.randrange(lo, hi)
         b = min(hi, a + rng.randint(1, 12))
-        owner = get_unit(w.kv, kind, a).owner
+        owner = get_unit(w.kv, kind, a, time=w.time).owner
         for u in range(a, b):
-            if get_unit(w.kv, kind, u).owner != owner:
+            if get_unit(w.kv, kind, u, time=w.time).owner != owner:
                 b = u
                 break
         w.ok(f"{kind}.transfer", owner, {"start": a, "end": b, "to": "STEEL" if owner == "GEN" else "GEN"})
@@ -208,7 +242,7 @@ def test_holdings_pages_list_each_unit_once_while_ranges_move_between_pages(seed
     for _ in range(200):
         now = _units_of(w.kv, "STEEL")
         throughout &= now
-        page = get_holdings(w.kv, "STEEL", limit=rng.randint(1, 3), page_token=token)
+        page = get_holdings(w.kv, "STEEL", time=w.time, limit=rng.randint(1, 3), page_token=token)
         for h in page.holdings:
             units = [(h.kind, u) for u in range(h.start, h.end)]
             assert set(units) <= now, f"page lists units STEEL does not hold: {h}"

@@ -221,7 +221,7 @@ def test_a_signed_operation_is_applied_once_whatever_its_envelope() -> None:
             w.apply(copy_)
         assert err.value.rule == "operation_replayed" and err.value.field == "payload"
         assert f"applied at entry {at}" in str(err.value)
-    assert [(h.start, h.end) for h in get_holdings(w.kv, "GEN").holdings] == [(s, s + 100)]
+    assert [(h.start, h.end) for h in get_holdings(w.kv, "GEN", time=w.time).holdings] == [(s, s + 100)]
     # The same move signed again with another nonce is a new operation.
     w.ok("gec.transfer", "GEN", {"start": s, "end": s + 10, "to": "STEEL"}, nonce="second sale")
     # A record lives as long as its operation may be sequenced: then the

@@ -32,6 +32,7 @@ __all__ = [
     "UnitInfo",
     "BatchInfo",
     "Supply",
+    "EXPIRED",
     "get_org",
     "get_footprint",
     "footprint_versions",
@@ -49,6 +50,13 @@ __all__ = [
 ]
 
 KINDS = ("gec", "ccer")
+
+#: The status the queries give held units of a batch past its validity end at
+#: the time asked about. It is never stored (see ``ledger.state.ranges``): the
+#: state machine refuses to move or retire such units, so a holder or an
+#: exchange reading them as "held" would count certificates it cannot use.
+#: Reconciliation reports them with the same status.
+EXPIRED = "expired"
 
 
 def _get(kv: KV, what: str, *parts: str) -> Any:
@@ -209,7 +217,7 @@ class Holding:
     batch: str
     start: int
     end: int
-    status: str  # "held", "frozen" or "retired"
+    status: str  # "held", "expired", "frozen" or "retired"
     retired_by_entry: int | None
     claimed_by: str | None
 
@@ -221,10 +229,12 @@ class HoldingsPage:
 
 
 def get_holdings(
-    kv: KV, account: str, *, page_token: str | None = None, limit: int = 100
+    kv: KV, account: str, *, time: int, page_token: str | None = None, limit: int = 100
 ) -> HoldingsPage:
     """An account's unit ranges (CCER then GEC, each in serial order: the
-    order of their keys), ``limit`` per page.
+    order of their keys), ``limit`` per page, with their status at ``time``
+    (the ledger's: see ``ledger.log.time_at``): held units of a batch past
+    its validity end are :data:`EXPIRED`.
 
     ``page_token`` is the ``next_page_token`` of the previous page: the kind
     and end serial of the last range returned. A page starts strictly after
@@ -246,6 +256,7 @@ def get_holdings(
     out: list[Holding] = []
     token: str | None = None
     last_kind = last_end = ""  # set by the first pair; read only once out is full
+    expired = _ExpiredBatches(kv, time)
     for k, raw in kv.scan(prefix, start):
         kind, _, end_hex = k[len(prefix) :].decode().partition("/")
         if len(out) == limit:
@@ -263,7 +274,8 @@ def get_holdings(
             # (a batch is a run of them), so ranges of another kind than the
             # token's are never clipped.
             first = resume_at
-        out.append(Holding(kind, v["b"], first, int(end_hex, 16), v["st"], v.get("r"), v.get("c")))
+        status = EXPIRED if v["st"] == HELD and expired(kind, v["b"]) else v["st"]
+        out.append(Holding(kind, v["b"], first, int(end_hex, 16), status, v.get("r"), v.get("c")))
         last_kind, last_end = kind, end_hex
     return HoldingsPage(tuple(out), token)
 
@@ -394,13 +406,15 @@ class UnitInfo:
     serial: int
     batch: str
     owner: str
-    status: str
+    status: str  # "held", "expired", "frozen" or "retired"
     retirement: Retirement | None  # which entry retired it
     claimed_by: str | None  # which footprint claims it
 
 
-def get_unit(kv: KV, kind: str, serial: int) -> UnitInfo:
-    """One unit: who holds it, which entry retired it, which footprint claims it."""
+def get_unit(kv: KV, kind: str, serial: int, *, time: int) -> UnitInfo:
+    """One unit: who holds it, in what status at ``time`` (the ledger's: see
+    ``ledger.log.time_at``; a held unit of a batch past its validity end is
+    :data:`EXPIRED`), which entry retired it, which footprint claims it."""
     _check_kind(kind)
     try:
         seg = covering(kv, kind, serial, serial + 1)[0]
@@ -408,7 +422,8 @@ def get_unit(kv: KV, kind: str, serial: int) -> UnitInfo:
         raise NotFound("unit", f"{kind}:{serial}") from None
     v = seg.value
     ret = get_retirement(kv, kind, int(v["r"])) if v["st"] == RETIRED else None
-    return UnitInfo(kind, serial, v["b"], v["o"], v["st"], ret, v.get("c"))
+    status = EXPIRED if v["st"] == HELD and get_batch(kv, kind, v["b"]).expired_at(time) else v["st"]
+    return UnitInfo(kind, serial, v["b"], v["o"], status, ret, v.get("c"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +440,12 @@ class BatchInfo:
     issued_to: str
     report: str | None
 
+    def expired_at(self, time: int) -> bool:
+        """Whether the batch's units are past their validity end at ``time``:
+        from the validity end on, the measure by which the state machine
+        refuses to move them (``ledger.state.units.check_movable``)."""
+        return self.validity_end is not None and self.validity_end <= time
+
 
 def get_batch(kv: KV, kind: str, batch_id: str) -> BatchInfo:
     _check_kind(kind)
@@ -433,6 +454,23 @@ def get_batch(kv: KV, kind: str, batch_id: str) -> BatchInfo:
         kind, batch_id, b["project"], b["start"], b["end"], b["periodStart"], b["periodEnd"],
         b["validityEnd"], b["issued"], b["to"], b.get("report"),
     )  # fmt: skip
+
+
+class _ExpiredBatches:
+    """``(kind, batch) -> bool``: whether the batch is past its validity end
+    at ``time``, each batch read once (an account's ranges of one batch are
+    many, and a batch's record is one read)."""
+
+    def __init__(self, kv: KV, time: int) -> None:
+        self._kv = kv
+        self._time = time
+        self._known: dict[tuple[str, str], bool] = {}
+
+    def __call__(self, kind: str, batch: str) -> bool:
+        got = self._known.get((kind, batch))
+        if got is None:
+            got = self._known[(kind, batch)] = get_batch(self._kv, kind, batch).expired_at(self._time)
+        return got
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,15 +488,15 @@ def batch_supply(kv: KV, kind: str, batch_id: str, time: int) -> Supply:
     """Count a batch's units by status at ``time`` (held units count as
     expired from the batch's validity end on). Scans the batch's segments only."""
     b = get_batch(kv, kind, batch_id)
-    counts = {"held": 0, "retired": 0, "frozen": 0, "expired": 0}
-    expired = b.validity_end is not None and b.validity_end <= time
+    counts = {"held": 0, "retired": 0, "frozen": 0, EXPIRED: 0}
+    expired = b.expired_at(time)
     for seg in covering(kv, kind, b.start, b.end):
         n = min(seg.end, b.end) - max(seg.start, b.start)
         status = seg.status
         if status == HELD and expired:
-            status = "expired"
+            status = EXPIRED
         counts[status] += n
-    return Supply(b.end - b.start, counts["held"], counts["retired"], counts["frozen"], counts["expired"])
+    return Supply(b.end - b.start, counts["held"], counts["retired"], counts["frozen"], counts[EXPIRED])
 
 
 _RECORDS = {"gec_project": "gp", "ccer_project": "cp", "ccer_report": "cr"}
