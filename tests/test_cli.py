@@ -259,6 +259,29 @@ def test_supplier_verifier_issuer_holder_buyer_exchange_flows(cli: Cli) -> None:
     assert "(held by STEEL); proving entries: " in out and "2 mismatch(es) in 2 rows" in out
 
 
+def test_holdings_shows_expired_units_apart_from_held(
+    node: RunningNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_node_support import Net
+
+    net = Net()
+    with LedgerClient(node.target, timeout=10) as client:
+        for e in [*net.setup(), net.gec_project(), net.gec_issue(), net.transfer("gec", "STEEL", 0, 40, "EXCH")]:
+            client.submit(e)
+        # A year and a day on, a new batch: the ledger's time passes B1's
+        # validity end (a year after issue). The node's clock is set, not read.
+        net.now += 366 * 86400
+        node.ledger._clock = lambda: float(net.now)  # type: ignore[attr-defined]
+        client.submit(net.gec_issue("B2", quantity=10))
+    cli = Cli(capsys, node.target, tmp_path)
+    rows = cli.json("holdings", "STEEL")
+    assert [(r["batch"], r["start"], r["end"], r["status"]) for r in rows] == [("B1", 40, 100, "expired"), ("B2", 100, 110, "held")]
+    out, _ = cli("holdings", "STEEL")
+    assert "STEEL: gec 10 held; gec 60 expired (past validity end" in out
+    out, _ = cli("holdings", "EXCH")
+    assert "EXCH: nothing held; gec 40 expired" in out
+
+
 def test_bad_input_exits_2_with_one_line(cli: Cli) -> None:
     register_orgs(cli)
     key_args = ["--org", "STEEL", "--key", str(cli.tmp / "keys" / "steel.key")]

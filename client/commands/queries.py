@@ -41,12 +41,17 @@ def cmd_holdings(args: argparse.Namespace) -> int:
         extra += f", backs footprint {r['claimed_by']}" if r["claimed_by"] else ""
         lines.append(f"{r['kind']}:{r['start']}-{r['end']}  {r['units']:>8} {unit:5}  batch {r['batch']:12} "
                      f"{r['status']}{extra}")
-    totals: dict[str, int] = {}
+    totals: dict[tuple[str, str], int] = {}
     for r in rows:
-        if r["status"] == "held":
-            totals[r["kind"]] = totals.get(r["kind"], 0) + r["units"]
-    summary = ", ".join(f"{k} {v} held" for k, v in sorted(totals.items()))
-    human = "\n".join(lines + [f"{args.account}: {summary or 'nothing held'}"]) if rows else f"{args.account}: no units"
+        if r["status"] in ("held", "expired"):
+            totals[(r["status"], r["kind"])] = totals.get((r["status"], r["kind"]), 0) + r["units"]
+    summary = ", ".join(f"{k} {v} held" for (st, k), v in sorted(totals.items()) if st == "held") or "nothing held"
+    # Expired units are still the account's but can no longer be transferred
+    # or retired: a holder must not read them into what it can sell or use.
+    expired = ", ".join(f"{k} {v} expired" for (st, k), v in sorted(totals.items()) if st == "expired")
+    if expired:
+        summary += f"; {expired} (past validity end: cannot be transferred or retired)"
+    human = "\n".join(lines + [f"{args.account}: {summary}"]) if rows else f"{args.account}: no units"
     emit(args, human, rows)
     return 0
 
@@ -131,7 +136,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("holdings", help="the certificates and credits an account holds, retired or not")
+    p = sub.add_parser("holdings", help="the certificates and credits an account holds: held, expired, frozen or retired")
     p.add_argument("account")
     p.add_argument("--kind", choices=("gec", "ccer"))
     add_node_options(p)
