@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from carbonledger.v1 import log_pb2, log_pb2_grpc
+from carbonledger.v1 import log_pb2, log_pb2_grpc, query_pb2, query_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -165,6 +165,22 @@ def test_reconcile_reports_mismatches_with_proving_entries(client: LedgerClient,
     old = client.reconcile([BookRow("EXCH", "gec", amount=50)], tree_size=before)
     assert [(m.kind, m.books_amount, m.ledger_amount) for m in old.mismatches] == [(3, 50, 0)]
     assert old.checkpoint == node.ledger.checkpoint(before)
+
+
+def test_holdings_pages_do_not_repeat_units_when_ranges_merge_between_pages(
+    client: LedgerClient, world: Net, node: RunningNode
+) -> None:
+    client.submit(world.transfer("gec", "STEEL", 10, 20, "EXCH"))
+    client.submit(world.transfer("gec", "STEEL", 30, 40, "EXCH"))
+    with grpc.insecure_channel(node.target) as channel:  # raw pages, to act between two of them
+        stub = query_pb2_grpc.QueryStub(channel)
+        first = stub.ListHoldings(query_pb2.ListHoldingsRequest(account="EXCH", page_size=1), timeout=10)
+        assert [(h.start, h.end) for h in first.holdings] == [(10, 20)]
+        # EXCH gets the gap: its two ranges merge into one that straddles the token.
+        client.submit(world.transfer("gec", "STEEL", 20, 30, "EXCH"))
+        request = query_pb2.ListHoldingsRequest(account="EXCH", page_size=1, page_token=first.next_page_token)
+        second = stub.ListHoldings(request, timeout=10)
+    assert [(h.start, h.end) for h in second.holdings] == [(20, 40)] and second.next_page_token == ""
 
 
 def test_holdings_and_units_past_their_validity_end_are_expired_at_the_ledgers_time(
