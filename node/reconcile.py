@@ -33,6 +33,7 @@ replay an older tree size.
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -204,7 +205,7 @@ def _check_no_unit_twice(rows: Sequence[BookRow]) -> None:
             )
     for (account, kind), spans in ranges.items():
         spans.sort()
-        for (_, e0, i0), (s1, e1, i1) in zip(spans, spans[1:]):
+        for (_, e0, i0), (s1, e1, i1) in itertools.pairwise(spans):
             if s1 < e0:
                 first, second = sorted((i0, i1))
                 raise MalformedError(
@@ -266,15 +267,7 @@ class _ExpiringView:
 
     def __init__(self, view: _View, kv: KV, time: int) -> None:
         self._view = view
-        self._kv = kv
-        self._time = time
-        self._batches: dict[tuple[str, str], bool] = {}
-
-    def _expired(self, kind: str, batch: str) -> bool:
-        got = self._batches.get((kind, batch))
-        if got is None:
-            got = self._batches[(kind, batch)] = queries.get_batch(self._kv, kind, batch).expired_at(self._time)
-        return got
+        self._expired = queries.ExpiredBatches(kv, time)
 
     def over(self, kind: str, start: int, end: int) -> Iterator[_Piece]:
         for s, e, owner, status, batch, last in self._view.over(kind, start, end):

@@ -18,6 +18,7 @@ from ledger.state._codec import dec, key, n16
 from ledger.state.ranges import HELD, RETIRED, covering
 
 __all__ = [
+    "ExpiredBatches",
     "KeyInfo",
     "OrgInfo",
     "Attestation",
@@ -256,7 +257,7 @@ def get_holdings(
     out: list[Holding] = []
     token: str | None = None
     last_kind = last_end = ""  # set by the first pair; read only once out is full
-    expired = _ExpiredBatches(kv, time)
+    expired = ExpiredBatches(kv, time)
     for k, raw in kv.scan(prefix, start):
         kind, _, end_hex = k[len(prefix) :].decode().partition("/")
         if len(out) == limit:
@@ -456,7 +457,7 @@ def get_batch(kv: KV, kind: str, batch_id: str) -> BatchInfo:
     )  # fmt: skip
 
 
-class _ExpiredBatches:
+class ExpiredBatches:
     """``(kind, batch) -> bool``: whether the batch is past its validity end
     at ``time``, each batch read once (an account's ranges of one batch are
     many, and a batch's record is one read)."""
