@@ -5,9 +5,11 @@ witness (``Peer.AddCheckpoint``), with the consistency proof from the size
 that peer last cosigned, and to the node's own witness, if it has one (it
 vouches for the tree this node built from the ordered batches, so that with
 one node of three down the other two still meet a 2-of-3 quorum). A
-cosignature that verifies under a trusted witness key is merged into the note; the newest notes with their cosignatures are
-kept, so that proofs and labels can carry them
-(:meth:`CosignCollector.best`). A peer's refusal is recorded with its reason
+cosignature that verifies under a trusted witness key is merged into the
+note; the newest notes with their cosignatures are kept, so that proofs and
+labels can carry them (:meth:`CosignCollector.best`), and catching-up peers
+are served blocks up to the newest one the cluster's policy accepts
+(:meth:`CosignCollector.newest_meeting`). A peer's refusal is recorded with its reason
 (``refusals``) and logged: a fork refusal means this node's log differs from
 what its peers built, which an operator must look at.
 """
