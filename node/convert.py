@@ -36,6 +36,7 @@ def org(info: queries.OrgInfo) -> query_pb2.Org:
         keys=[query_pb2.Key(vkey=k.vkey, status=k.status, added=k.added, removed=k.removed) for k in info.keys],
         registered=info.registered,
         registered_by=info.registered_by,
+        past_keys=info.past_keys,
     )
 
 

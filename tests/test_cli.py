@@ -119,6 +119,8 @@ def test_org_verbs(cli: Cli) -> None:
     assert "not_signed_by_org" in err and "field signatures" in err
     cli("org", "rotate-key", "STEEL", "--old", str(keys / "steel2.vkey"), "--new", str(keys / "steel3.vkey"),
         "--org", "AUTH", "--key", str(keys / "auth.key"))
+    shown = cli.json("org", "show", "STEEL")
+    assert shown["past_keys"] == 2 and [k["status"] for k in shown["keys"]] == ["current", "rotated", "rotated"]
     _, err = cli.as_org("AUTH", "org", "revoke-key", "STEEL", "--vkey", str(keys / "steel3.vkey"),
                         "--reason", "laptop lost", code=1, json_out=False)
     assert "rejected by rule last_key, field body.key" in err
@@ -131,6 +133,17 @@ def test_org_verbs(cli: Cli) -> None:
     assert "org_exists" in err and "body.id" in err
     _, err = cli("org", "show", "NOBODY", code=1)
     assert "not found" in err
+
+
+def test_org_show_says_how_many_past_keys_it_leaves_out() -> None:
+    from client.commands.orgs import _org_lines
+
+    keys = [{"vkey": "k-now", "status": "current", "added": 900}]
+    keys += [{"vkey": f"k{i}", "status": "rotated", "added": i, "removed": i + 1} for i in range(64)]
+    org = {"id": "TWO", "name": "Two", "roles": ["supplier"], "registered": 1, "registered_by": "AUTH",
+           "past_keys": 100, "keys": keys}  # fmt: skip
+    assert "(36 earlier keys not listed)" in _org_lines(org)
+    assert "not listed" not in _org_lines({**org, "past_keys": 64})
 
 
 def test_supplier_verifier_issuer_holder_buyer_exchange_flows(cli: Cli) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ledger.errors import PermissionDenied, StateRuleError
 from ledger.records.build import org_spec
-from ledger.state.orgs import MAX_PAST_KEYS
-from ledger.state.queries import get_org
+from ledger.state.queries import MAX_LISTED_PAST_KEYS, get_org
 from tests.test_state_world import World, pact_doc
 
 P_BODY = {"projectId": "P1", "name": "x", "technology": "solar", "capacityKw": 1, "location": "x", "owner": "GEN"}
@@ -75,24 +74,33 @@ def test_rotate_and_revoke() -> None:
     assert get_org(w.kv, "TWO").keys[-1].status == "revoked"
 
 
-def test_an_org_retires_at_most_max_past_keys() -> None:
-    # An org's record keeps every key it has used, so their number is bounded.
+def test_no_number_of_rotations_stops_a_revocation() -> None:
+    # Whoever holds one of an org's keys may rotate its keys, as often as
+    # they like. However many keys the org has used, its other key and an
+    # authority can still act: revoke the stolen key, rotate the rest.
     w = World()
-    first, spare = w.key("TWO"), w.key("TWO", 1)
-    w.ok("org.register", "AUTH", org_spec("TWO", "Two", ["supplier"], [first, spare]))
-    w.signers["TWO"] = first
-    current = spare
-    for n in range(2, MAX_PAST_KEYS + 2):
+    first, stolen = w.key("TWO"), w.key("TWO", 1)
+    w.ok("org.register", "AUTH", org_spec("TWO", "Two", ["supplier"], [first, stolen]))
+    rotations = MAX_LISTED_PAST_KEYS + 300
+    current = stolen
+    for n in range(2, rotations + 2):
         nxt = w.key("TWO", n)
-        w.ok("org.rotate_key", "TWO", {"orgId": "TWO", "oldKey": current.vkey, "newKey": nxt.vkey})
+        w.ok("org.rotate_key", "TWO", {"orgId": "TWO", "oldKey": current.vkey, "newKey": nxt.vkey}, signers=[current])
         current = nxt
-    assert len(get_org(w.kv, "TWO").keys) == MAX_PAST_KEYS + 2
-    nxt = w.key("TWO", MAX_PAST_KEYS + 2)
-    err = w.reject(StateRuleError, "too_many_keys", "org.rotate_key", "TWO", {"orgId": "TWO", "oldKey": current.vkey, "newKey": nxt.vkey})
-    assert f"already retired {MAX_PAST_KEYS} keys" in str(err)
-    w.reject(StateRuleError, "too_many_keys", "org.revoke_key", "AUTH", {"orgId": "TWO", "key": first.vkey, "reason": "lost"})
-    # Nothing changed: both current keys still act for the org.
+    # The org record, read on every entry the org signs, did not grow.
+    assert len(w.kv.get(b"o/TWO") or b"") < 1024
+    w.ok("org.revoke_key", "AUTH", {"orgId": "TWO", "key": current.vkey, "reason": "stolen"})
+    w.reject(PermissionDenied, "not_signed_by_org", "pcf.publish", "TWO", {"footprint": pact_doc("by-thief", "1")}, signers=[current])
+    w.ok("pcf.publish", "TWO", {"footprint": pact_doc("by-first", "1")}, signers=[first])
+    # The query lists the current key, then the most recently removed ones,
+    # oldest of them first, and counts them all.
     info = get_org(w.kv, "TWO")
-    assert [k.vkey for k in info.keys if k.status == "current"] == [first.vkey, current.vkey]
-    w.publish("TWO", "signed-by-first", "1")
-    w.ok("pcf.publish", "TWO", {"footprint": pact_doc("signed-by-latest", "1")}, signers=[current])
+    assert info.past_keys == rotations + 1
+    assert [k.vkey for k in info.keys[:1]] == [first.vkey]
+    past = info.keys[1:]
+    assert len(past) == MAX_LISTED_PAST_KEYS
+    assert past[-1].vkey == current.vkey and past[-1].status == "revoked" and past[-1].removed == w.index - 2
+    assert past[-2].vkey == w.key("TWO", rotations).vkey and past[-2].status == "rotated"
+    assert [k.removed for k in past] == sorted(k.removed or 0 for k in past)
+    # A key once used is never registered again, however far back.
+    w.reject(StateRuleError, "key_in_use", "org.rotate_key", "TWO", {"orgId": "TWO", "oldKey": first.vkey, "newKey": stolen.vkey}, signers=[first])

@@ -47,7 +47,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 def org_dict(o: Any) -> dict[str, Any]:
     return {
         "id": o.id, "name": o.name, "roles": list(o.roles), "registered": o.registered,
-        "registered_by": o.registered_by,
+        "registered_by": o.registered_by, "past_keys": o.past_keys,
         "keys": [{"vkey": k.vkey, "status": k.status, "added": k.added,
                   **({"removed": k.removed} if k.HasField("removed") else {})} for k in o.keys],
     }  # fmt: skip
@@ -55,6 +55,9 @@ def org_dict(o: Any) -> dict[str, Any]:
 
 def _org_lines(o: dict[str, Any]) -> str:
     keys = "\n".join(f"    {k['status']:8} {k['vkey']}" for k in o["keys"])
+    listed = sum(k["status"] != "current" for k in o["keys"])
+    if o["past_keys"] > listed:
+        keys += f"\n    ({o['past_keys'] - listed} earlier keys not listed)"
     return (f"{o['id']}  {o['name']}\n  roles: {', '.join(o['roles'])}\n"
             f"  registered at entry {o['registered']} by {o['registered_by']}\n  keys:\n{keys}")
 

@@ -10,7 +10,8 @@ Key families (``{n}`` = 16 hex digits):
 
 ========================  ====================================================
 ``g/genesis``             the genesis entry
-``o/{org}``               organization: name, roles, current and past keys
+``o/{org}``               organization: name, roles, current keys, past-key count
+``kp/{org}/{n}``          the org's n-th removed key: rotated or revoked, when
 ``k/{vkey}``              which org a key belongs to (keys are never reused)
 ``f/{pf}``                footprint record (lower-case UUID)
 ``fd/{up}/{down}``        reverse component edge, for staleness

@@ -37,9 +37,11 @@ __all__ = ["MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE", "Prepared", "StateMachi
 #: version is checked for cycles against every product line it continues,
 #: GEC units expire at their validity end, and no batch runs past MAX_SERIAL.
 #: v4: a footprint published on a stale component is stale from the start.
+#: v5: an org's past keys leave its record for records of their own
+#: (``kp/{org}/{n}``), and rotations no longer stop at 256 past keys.
 #: This code cannot replay an older ledger's digests, so it refuses to open one
-#: (``unknown state machine 'carbonledger/v3'``) rather than fail its audit.
-MACHINE_ID = "carbonledger/v4"
+#: (``unknown state machine 'carbonledger/v4'``) rather than fail its audit.
+MACHINE_ID = "carbonledger/v5"
 #: How far (seconds) an operation's own time may run ahead of the block time.
 MAX_CLOCK_SKEW = 300
 #: How old (seconds) an operation may be when it is sequenced. Bounds how long

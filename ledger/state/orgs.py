@@ -4,6 +4,13 @@ Genesis names the registry authorities and must be the log's first entry. An
 authority registers organizations; an authority or the organization itself
 rotates or revokes a key. A key, once registered, belongs to its org forever
 (``k/{vkey}``), so a revoked key can never be re-registered to sign again.
+
+An org's record (read on every entry the org signs) holds its current keys
+only, whose number the registration bounds. Keys it no longer uses are kept
+apart, one record each (``kp/{org}/{n}``, the org's n-th removed key), so no
+number of rotations ever stops the org or an authority from revoking a key:
+a cap on them would let whoever stole one key rotate until the cap and keep
+that key for good.
 """
 
 from __future__ import annotations
@@ -12,13 +19,10 @@ from typing import Any
 
 from ledger.errors import PermissionDenied, StateRuleError
 from ledger.records.ops import ROLES, GenesisBody, OrgRegisterBody, OrgSpec, RevokeKeyBody, RotateKeyBody
+from ledger.state._codec import n16
 from ledger.state._tx import Tx
 
-__all__ = ["apply_genesis", "HANDLERS", "MAX_PAST_KEYS"]
-
-#: Past keys kept in an org record; rotating beyond this is refused so the
-#: record (read on every entry the org signs) stays small.
-MAX_PAST_KEYS = 256
+__all__ = ["apply_genesis", "HANDLERS"]
 
 
 def _org_record(spec: OrgSpec, tx: Tx) -> dict[str, Any]:
@@ -26,7 +30,7 @@ def _org_record(spec: OrgSpec, tx: Tx) -> dict[str, Any]:
         "name": spec.name,
         "roles": [r for r in ROLES if r in spec.roles],
         "keys": [{"key": k, "added": tx.ctx.index} for k in spec.keys],
-        "past": [],
+        "pastKeys": 0,  # how many kp/{org}/{n} records there are
         "registered": tx.ctx.index,
         "by": tx.op.org,
     }
@@ -96,13 +100,15 @@ def _current(org: dict[str, Any], vkey: str, field_name: str) -> int:
     raise StateRuleError("key_not_current", "not a current key of the organization", field_name)
 
 
-def _retire_key(tx: Tx, org: dict[str, Any], slot: int, status: str) -> None:
-    if len(org["past"]) >= MAX_PAST_KEYS:
-        raise StateRuleError(
-            "too_many_keys", f"the org has already retired {MAX_PAST_KEYS} keys, the most an org record keeps", "body"
-        )
-    entry = org["keys"].pop(slot)
-    org["past"].append({**entry, "status": status, "removed": tx.ctx.index})
+def _retire_key(tx: Tx, org_id: str, org: dict[str, Any], slot: int, past: dict[str, Any]) -> None:
+    """Move the key in ``slot`` out of ``org``'s current keys into the org's
+    next past-key record, with ``past`` (status, reason) added. ``org`` is
+    the caller's copy, which the caller writes."""
+    entry = org["keys"][slot]
+    org["keys"] = [*org["keys"][:slot], *org["keys"][slot + 1 :]]
+    n = org["pastKeys"]
+    org["pastKeys"] = n + 1
+    tx.put({**entry, **past, "removed": tx.ctx.index}, "kp", org_id, n16(n))
 
 
 def _rotate(tx: Tx) -> None:
@@ -111,10 +117,8 @@ def _rotate(tx: Tx) -> None:
     org = _authorize_key_change(tx, body.orgId)
     slot = _current(org, body.oldKey, "body.oldKey")
     _check_new_keys(tx, [body.newKey], "body.newKey")
-    org["keys"] = list(org["keys"])
-    org["past"] = list(org["past"])
-    _retire_key(tx, org, slot, "rotated")
-    org["keys"].append({"key": body.newKey, "added": tx.ctx.index})
+    _retire_key(tx, body.orgId, org, slot, {"status": "rotated"})
+    org["keys"] = [*org["keys"], {"key": body.newKey, "added": tx.ctx.index}]
     tx.put(org, "o", body.orgId)
     tx.put({"org": body.orgId, "added": tx.ctx.index}, "k", body.newKey)
     tx.emit("org.key_rotated", body.orgId)
@@ -127,10 +131,7 @@ def _revoke(tx: Tx) -> None:
     slot = _current(org, body.key, "body.key")
     if len(org["keys"]) == 1:
         raise StateRuleError("last_key", "cannot revoke an organization's last key; rotate it", "body.key")
-    org["keys"] = list(org["keys"])
-    org["past"] = list(org["past"])
-    _retire_key(tx, org, slot, "revoked")
-    org["past"][-1]["reason"] = body.reason
+    _retire_key(tx, body.orgId, org, slot, {"status": "revoked", "reason": body.reason})
     tx.put(org, "o", body.orgId)
     tx.emit("org.key_revoked", body.orgId)
 

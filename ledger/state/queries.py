@@ -20,6 +20,7 @@ from ledger.state.ranges import HELD, RETIRED, covering
 __all__ = [
     "ExpiredBatches",
     "KeyInfo",
+    "MAX_LISTED_PAST_KEYS",
     "OrgInfo",
     "Attestation",
     "ComponentRef",
@@ -83,21 +84,33 @@ class KeyInfo:
     removed: int | None
 
 
+#: Past keys an :class:`OrgInfo` lists: the most recently removed. An org
+#: may rotate without limit, and a page of orgs must stay small.
+MAX_LISTED_PAST_KEYS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class OrgInfo:
     id: str
     name: str
     roles: tuple[str, ...]
-    keys: tuple[KeyInfo, ...]  # current first, then past in order of removal
+    # Current first, then past keys in order of removal: the last
+    # MAX_LISTED_PAST_KEYS of them (``past_keys`` says how many there are).
+    keys: tuple[KeyInfo, ...]
     registered: int
     registered_by: str
+    past_keys: int = 0
 
 
 def get_org(kv: KV, org_id: str) -> OrgInfo:
     rec = _get(kv, "organization", "o", org_id)
     keys = [KeyInfo(k["key"], "current", k["added"], None) for k in rec["keys"]]
-    keys += [KeyInfo(k["key"], k["status"], k["added"], k["removed"]) for k in rec["past"]]
-    return OrgInfo(org_id, rec["name"], tuple(rec["roles"]), tuple(keys), rec["registered"], rec["by"])
+    total = rec["pastKeys"]
+    prefix = key("kp", org_id, "")
+    for _, raw in kv.scan(prefix, prefix + n16(max(total - MAX_LISTED_PAST_KEYS, 0)).encode()):
+        k = dec(raw)
+        keys.append(KeyInfo(k["key"], k["status"], k["added"], k["removed"]))
+    return OrgInfo(org_id, rec["name"], tuple(rec["roles"]), tuple(keys), rec["registered"], rec["by"], total)
 
 
 # --- footprints ---------------------------------------------------------------------

@@ -19,20 +19,22 @@ class Key(_message.Message):
     def __init__(self, vkey: _Optional[str] = ..., status: _Optional[str] = ..., added: _Optional[int] = ..., removed: _Optional[int] = ...) -> None: ...
 
 class Org(_message.Message):
-    __slots__ = ("id", "name", "roles", "keys", "registered", "registered_by")
+    __slots__ = ("id", "name", "roles", "keys", "registered", "registered_by", "past_keys")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_BY_FIELD_NUMBER: _ClassVar[int]
+    PAST_KEYS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     roles: _containers.RepeatedScalarFieldContainer[str]
     keys: _containers.RepeatedCompositeFieldContainer[Key]
     registered: int
     registered_by: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., registered: _Optional[int] = ..., registered_by: _Optional[str] = ...) -> None: ...
+    past_keys: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., registered: _Optional[int] = ..., registered_by: _Optional[str] = ..., past_keys: _Optional[int] = ...) -> None: ...
 
 class GetOrgRequest(_message.Message):
     __slots__ = ("org_id",)
