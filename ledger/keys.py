@@ -61,15 +61,18 @@ def check_key_name(name: str) -> None:
     """Raise :class:`MalformedError` unless ``name`` is a valid signed-note key name.
 
     Signed-note requires names to be non-empty and free of Unicode spaces and
-    ``+``. Control characters are refused too, since a signed note may not
-    contain them, and lone surrogates, since the name must encode as UTF-8.
+    ``+``. ASCII controls below U+0020 are refused too, since a signed note
+    may not contain them, and lone surrogates, since the name must encode as
+    UTF-8. DEL (U+007F) is allowed, as by the spec and Go's note package: a
+    note cosigned by a witness so named must open. (A tlog-policy file cannot
+    name such a key: that format forbids DEL.)
     """
     if not isinstance(name, str) or name == "":
         raise MalformedError("key name", "must be a non-empty string")
     if len(name) > MAX_KEY_TEXT:
         raise MalformedError("key name", "too long")
     for ch in name:
-        if ch == "+" or ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F:
+        if ch == "+" or ch.isspace() or ord(ch) < 0x20:
             raise MalformedError("key name", f"contains forbidden character {ch!r}")
     try:
         name.encode("utf-8")

@@ -29,7 +29,8 @@ checkpoint, whose lines c2sp.org/tlog-checkpoint requires to be non-empty,
 and then the boundary between text and signatures is the only ``\\n\\n``
 in the note. A signature after its key ID is at most 8192 bytes, a size bound
 that still admits post-quantum signatures. Key names are checked by
-:func:`ledger.keys.check_key_name`, which also refuses DEL (U+007F).
+:func:`ledger.keys.check_key_name`, as the specification and Go's note
+package check them.
 
 :func:`parse_note` checks syntax only. :func:`open_note` also verifies the
 signatures of the keys it is given: signatures by unknown keys are kept as

@@ -195,6 +195,18 @@ def test_same_name_other_key_is_unknown_not_an_error() -> None:
         open_note(GOLDEN_NOTE, [impostor])
 
 
+def test_a_line_by_a_key_whose_name_holds_del_opens_like_any_unknown_key() -> None:
+    # Signed-note forbids only controls below U+0020 (and Go's note package
+    # accepts DEL in names): the note opens by the known key, and the other
+    # line is kept, unverified.
+    odd = Signer.generate("witness\x7fone", cosigner=False)
+    line = f"\u2014 {odd.name} {base64.b64encode(odd.keyid + odd.sign(TEXT.encode())).decode()}\n"
+    note = open_note(GOLDEN_NOTE + line, [Verifier.from_vkey(PETER_VKEY)])
+    assert [s.name for s in note.verified] == ["PeterNeumann"]
+    assert [s.name for s in note.unverified] == ["witness\x7fone"]
+    assert open_note(GOLDEN_NOTE + line, [odd.verifier()]).verified[0].name == "witness\x7fone"
+
+
 def test_bad_signature_by_known_key_rejects_note() -> None:
     sig = parse_note(GOLDEN_TWO).signatures[0]
     flipped = NoteSignature(sig.name, sig.keyid, bytes([sig.signature[0] ^ 1]) + sig.signature[1:])
