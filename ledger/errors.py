@@ -19,6 +19,8 @@ __all__ = [
     "InvalidProof",
     "InconsistencyError",
     "QuorumNotMet",
+    "BlockConflict",
+    "BlockNotConfirmed",
     "StateRuleError",
     "PermissionDenied",
     "NotFound",
@@ -91,6 +93,42 @@ class InconsistencyError(VerificationError):
 
 class QuorumNotMet(VerificationError):
     """A checkpoint lacks the cosignatures a tlog-policy requires."""
+
+
+class BlockConflict(InconsistencyError):
+    """A replica signed a block note (ledger/block_note.py) at ``height`` whose
+    ``what`` (``"block hash"`` or ``"position"``) differs from the ``served``
+    one: the blocks or positions of two replicas cannot both be true. The
+    signed ``note`` of replica ``signer`` is the evidence."""
+
+    def __init__(self, height: int, what: str, served: bytes, signed: bytes, signer: str, note: str) -> None:
+        super().__init__(
+            f"conflict at block {height}: the {what} served is {served.hex()}, "
+            f"replica {signer} signed {signed.hex()}",
+            {"height": height, "what": what, "served": served, "signed": signed, "signer": signer, "note": note},
+        )
+        self.height = height
+        self.what = what
+        self.served = served
+        self.signed = signed
+        self.signer = signer
+        self.note = note
+
+
+class BlockNotConfirmed(QuorumNotMet):
+    """Fewer distinct replicas than the policy's quorum asks for vouch for
+    block ``height`` (``vouchers``: the log keys that did; ``needed``: how
+    many must). Not evidence of anything: ask again once more replicas have
+    reached that height."""
+
+    def __init__(self, height: int, vouchers: tuple[str, ...], needed: int) -> None:
+        super().__init__(
+            f"block {height} is vouched for by {len(vouchers)} replica(s) "
+            f"({', '.join(vouchers) or 'none'}); the policy's quorum needs {needed}"
+        )
+        self.height = height
+        self.vouchers = vouchers
+        self.needed = needed
 
 
 class StateRuleError(LedgerError):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from ledger.block import GENESIS_PREVIOUS, Block, block_hash, decode_block, encode_block
+from ledger.block_note import BlockNote, sign_block_note
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import LedgerError, MalformedError, NotFound, StorageError
 from ledger.keys import Signer
@@ -661,6 +662,13 @@ class Ledger:
         if value is None:
             raise NotFound("block", height)
         return decode_block(value)
+
+    def block_note(self, height: int, position: bytes | None = None) -> str:
+        """Block ``height`` as stored here, with the ``position`` the caller
+        recorded with it (opaque; None for none), in a block note signed with
+        this ledger's log key (ledger/block_note.py). Raises
+        :class:`NotFound` for a height past the head."""
+        return sign_block_note(BlockNote(self._signer.name, self.block(height), position), self._signer)
 
     def checkpoint(self, size: int | None = None) -> str:
         """The signed checkpoint note for tree ``size`` (default: the latest).

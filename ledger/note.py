@@ -25,7 +25,8 @@ note (Go skips such lines unverified).
 
 This module is stricter than the specification on purpose in small ways.
 The text may not contain an empty line: every note this ledger opens is a
-checkpoint, whose lines c2sp.org/tlog-checkpoint requires to be non-empty,
+checkpoint, whose lines c2sp.org/tlog-checkpoint requires to be non-empty, or
+a block note (ledger/block_note.py), whose lines are non-empty too,
 and then the boundary between text and signatures is the only ``\\n\\n``
 in the note. A signature after its key ID is at most 8192 bytes, a size bound
 that still admits post-quantum signatures. Key names are checked by

@@ -40,6 +40,7 @@ __all__ = [
     "PolicyWitness",
     "format_policy",
     "parse_policy",
+    "quorum_size",
     "verify_checkpoint_policy",
 ]
 
@@ -295,6 +296,42 @@ def verify_checkpoint_policy(note_text: str | bytes, policy: Policy) -> Checkpoi
     if not _witnessed(policy.quorum, groups, cosigned, memo):
         raise QuorumNotMet(_explain(policy.quorum, groups, cosigned, memo))
     return cp
+
+
+def quorum_size(policy: Policy) -> int:
+    """The fewest witnesses whose cosignatures meet the policy's quorum (0
+    for ``none``): how many independent parties the policy asks to vouch.
+
+    A group of threshold k needs its k cheapest members. That is exact when no
+    witness sits in two groups under the quorum (a k-of-n group of witnesses,
+    or groups of disjoint groups, as clusters write them). When groups share
+    a witness, the sum counts it once per group and may come out larger than
+    the true minimum, never smaller; it is capped at the number of distinct
+    witnesses under the quorum, which all together always meet it.
+    """
+    if policy.quorum == QUORUM_NONE:
+        return 0
+    groups = {g.name: g for g in policy.groups}
+    memo: dict[str, int] = {}
+
+    def cheapest(name: str) -> int:
+        if name not in groups:
+            return 1
+        if name not in memo:
+            g = groups[name]
+            memo[name] = sum(sorted(cheapest(m) for m in g.members)[: g.threshold])
+        return memo[name]
+
+    under: dict[str, frozenset[str]] = {}
+
+    def leaves(name: str) -> frozenset[str]:
+        if name not in groups:
+            return frozenset((name,))
+        if name not in under:
+            under[name] = frozenset().union(*(leaves(m) for m in groups[name].members))
+        return under[name]
+
+    return min(cheapest(policy.quorum), len(leaves(policy.quorum)))
 
 
 def _witnessed(
