@@ -1,5 +1,6 @@
-"""The ``carbonledger.v1.Peer`` servicer: blocks for catching-up peers, the
-witness's ``AddCheckpoint``, and checkpoints and proofs with cosignatures.
+"""The ``carbonledger.v1.Peer`` servicer: blocks for catching-up peers and
+signed notes of single blocks for them to count, the witness's
+``AddCheckpoint``, and checkpoints and proofs with cosignatures.
 
 Thin, as every servicer: validate, call the core, convert.
 """
@@ -20,13 +21,13 @@ from ledger.log import META_PREFIX, Ledger, open_tile_reader
 from ledger.merkle import consistency_proof, inclusion_proof
 from ledger.note import parse_note
 from ledger.policy import QUORUM_NONE, Policy
-from ledger.storage import Table, u64
+from ledger.storage import ReadTxn, Table, u64
 from ledger.tlog_proof import TlogProof, format_tlog_proof
 from node.errors import ShuttingDown, Unimplemented
 from node.witness import Witness, WitnessRefused
 from node.witness_collector import CosignCollector
 
-__all__ = ["NotWitnessedYet", "PeerServicer", "position_at_key", "read_blocks"]
+__all__ = ["NotWitnessedYet", "PeerServicer", "position_at_key", "read_block_note", "read_blocks"]
 
 #: ``Ledger.meta`` key of the applied position (see node/replication/catchup.py).
 POSITION_KEY = b"replication/position"
@@ -50,6 +51,29 @@ def position_at_key(height: int) -> bytes:
     A peer catching up to that block resumes from there.
     """
     return POSITION_KEY + b"/" + u64(height)
+
+
+def _position_of(txn: ReadTxn, height: int, head_height: int) -> bytes | None:
+    """The ordering position recorded with block ``height``, if this node has one."""
+    position = txn.get(Table.META, META_PREFIX + position_at_key(height))
+    if position is None and height == head_height:
+        # Blocks this node took from a peer have no position of their own;
+        # at the head, the latest applied one resumes as well.
+        position = txn.get(Table.META, META_PREFIX + POSITION_KEY)
+    return bytes(position) if position is not None and len(position) == 16 else None
+
+
+def read_block_note(ledger: Ledger, height: int) -> cluster_pb2.GetBlockNoteResponse:
+    """Our block ``height`` and the position recorded with it, as a block note
+    signed with our log key; :class:`NotFound` past our head."""
+    with ledger.store.read() as txn:
+        last = txn.last(Table.BLOCKS)
+        assert last is not None
+        head_height = decode_block(last[1]).height
+        if height > head_height:
+            raise NotFound("block", height)
+        position = _position_of(txn, height, head_height)
+    return cluster_pb2.GetBlockNoteResponse(note=ledger.block_note(height, position), head_height=head_height)
 
 
 def read_blocks(
@@ -99,14 +123,10 @@ def read_blocks(
         if 0 < end < anchor_size:
             out.consistency.extend(consistency_proof(open_tile_reader(txn), end, anchor_size))
         if end == anchor_size and end_height >= 0:
-            position = txn.get(Table.META, META_PREFIX + position_at_key(end_height))
-            if position is None and end_height == head.height:
-                # Blocks this node took from a peer have no position of their
-                # own; at the head, the latest applied one resumes as well.
-                position = txn.get(Table.META, META_PREFIX + POSITION_KEY)
-            if position is not None and len(position) == 16:
+            position = _position_of(txn, end_height, head.height)
+            if position is not None:
                 out.has_position = True
-                out.applied_seq, out.applied_revision = struct.unpack(">QQ", bytes(position))
+                out.applied_seq, out.applied_revision = struct.unpack(">QQ", position)
     return out
 
 
@@ -138,6 +158,11 @@ class PeerServicer(cluster_pb2_grpc.PeerServicer):
         return await asyncio.to_thread(
             read_blocks, self._ledger, request.first_height, request.known_size, request.max_blocks, anchor
         )
+
+    async def GetBlockNote(
+        self, request: cluster_pb2.GetBlockNoteRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_pb2.GetBlockNoteResponse:
+        return await asyncio.to_thread(read_block_note, self._ledger, request.height)
 
     async def AddCheckpoint(
         self, request: cluster_pb2.AddCheckpointRequest, context: grpc.aio.ServicerContext

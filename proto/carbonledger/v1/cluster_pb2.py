@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from carbonledger.v1 import log_pb2 as carbonledger_dot_v1_dot_log__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61rbonledger/v1/cluster.proto\x12\x0f\x63\x61rbonledger.v1\x1a\x19\x63\x61rbonledger/v1/log.proto\"P\n\x10GetBlocksRequest\x12\x14\n\x0c\x66irst_height\x18\x01 \x01(\x04\x12\x12\n\nknown_size\x18\x02 \x01(\x04\x12\x12\n\nmax_blocks\x18\x03 \x01(\r\"2\n\x10\x42lockWithEntries\x12\r\n\x05\x62lock\x18\x01 \x01(\x0c\x12\x0f\n\x07\x65ntries\x18\x02 \x03(\x0c\"\xc9\x01\n\x11GetBlocksResponse\x12\x31\n\x06\x62locks\x18\x01 \x03(\x0b\x32!.carbonledger.v1.BlockWithEntries\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\x12\x13\n\x0b\x63onsistency\x18\x03 \x03(\x0c\x12\x13\n\x0bhead_height\x18\x04 \x01(\x04\x12\x14\n\x0chas_position\x18\x05 \x01(\x08\x12\x13\n\x0b\x61pplied_seq\x18\x06 \x01(\x04\x12\x18\n\x10\x61pplied_revision\x18\x07 \x01(\x04\"Q\n\x14\x41\x64\x64\x43heckpointRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x13\n\x0b\x63onsistency\x18\x02 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"W\n\x0eWitnessRefusal\x12\x13\n\x0bhttp_status\x18\x01 \x01(\x05\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nknown_size\x18\x04 \x01(\x04\"l\n\x15\x41\x64\x64\x43heckpointResponse\x12\x15\n\x0b\x63osignature\x18\x01 \x01(\tH\x00\x12\x32\n\x07refusal\x18\x02 \x01(\x0b\x32\x1f.carbonledger.v1.WitnessRefusalH\x00\x42\x08\n\x06result\"8\n\x1cGetCosignedCheckpointRequest\x12\x18\n\x10min_cosignatures\x18\x01 \x01(\r\"H\n\x12\x43osignedCheckpoint\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x11\n\twitnesses\x18\x03 \x03(\t\"F\n\x1bGetCosignedTlogProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x18\n\x10min_cosignatures\x18\x02 \x01(\r\"\x19\n\x17GetClusterStatusRequest\"L\n\x0bPeerRefusal\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xd7\x01\n\rClusterStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_revision\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x11\n\troot_hash\x18\x04 \x01(\x0c\x12\x15\n\rcosigned_size\x18\x05 \x01(\x04\x12.\n\x08refusals\x18\x06 \x03(\x0b\x32\x1c.carbonledger.v1.PeerRefusal\x12\x19\n\x11\x62locks_from_peers\x18\x07 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x08 \x01(\x04\x32\xe7\x03\n\x04Peer\x12R\n\tGetBlocks\x12!.carbonledger.v1.GetBlocksRequest\x1a\".carbonledger.v1.GetBlocksResponse\x12^\n\rAddCheckpoint\x12%.carbonledger.v1.AddCheckpointRequest\x1a&.carbonledger.v1.AddCheckpointResponse\x12k\n\x15GetCosignedCheckpoint\x12-.carbonledger.v1.GetCosignedCheckpointRequest\x1a#.carbonledger.v1.CosignedCheckpoint\x12`\n\x14GetCosignedTlogProof\x12,.carbonledger.v1.GetCosignedTlogProofRequest\x1a\x1a.carbonledger.v1.TlogProof\x12\\\n\x10GetClusterStatus\x12(.carbonledger.v1.GetClusterStatusRequest\x1a\x1e.carbonledger.v1.ClusterStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61rbonledger/v1/cluster.proto\x12\x0f\x63\x61rbonledger.v1\x1a\x19\x63\x61rbonledger/v1/log.proto\"P\n\x10GetBlocksRequest\x12\x14\n\x0c\x66irst_height\x18\x01 \x01(\x04\x12\x12\n\nknown_size\x18\x02 \x01(\x04\x12\x12\n\nmax_blocks\x18\x03 \x01(\r\"2\n\x10\x42lockWithEntries\x12\r\n\x05\x62lock\x18\x01 \x01(\x0c\x12\x0f\n\x07\x65ntries\x18\x02 \x03(\x0c\"\xc9\x01\n\x11GetBlocksResponse\x12\x31\n\x06\x62locks\x18\x01 \x03(\x0b\x32!.carbonledger.v1.BlockWithEntries\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\x12\x13\n\x0b\x63onsistency\x18\x03 \x03(\x0c\x12\x13\n\x0bhead_height\x18\x04 \x01(\x04\x12\x14\n\x0chas_position\x18\x05 \x01(\x08\x12\x13\n\x0b\x61pplied_seq\x18\x06 \x01(\x04\x12\x18\n\x10\x61pplied_revision\x18\x07 \x01(\x04\"%\n\x13GetBlockNoteRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\"9\n\x14GetBlockNoteResponse\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x13\n\x0bhead_height\x18\x02 \x01(\x04\"Q\n\x14\x41\x64\x64\x43heckpointRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x13\n\x0b\x63onsistency\x18\x02 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"W\n\x0eWitnessRefusal\x12\x13\n\x0bhttp_status\x18\x01 \x01(\x05\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nknown_size\x18\x04 \x01(\x04\"l\n\x15\x41\x64\x64\x43heckpointResponse\x12\x15\n\x0b\x63osignature\x18\x01 \x01(\tH\x00\x12\x32\n\x07refusal\x18\x02 \x01(\x0b\x32\x1f.carbonledger.v1.WitnessRefusalH\x00\x42\x08\n\x06result\"8\n\x1cGetCosignedCheckpointRequest\x12\x18\n\x10min_cosignatures\x18\x01 \x01(\r\"H\n\x12\x43osignedCheckpoint\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x11\n\twitnesses\x18\x03 \x03(\t\"F\n\x1bGetCosignedTlogProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x18\n\x10min_cosignatures\x18\x02 \x01(\r\"\x19\n\x17GetClusterStatusRequest\"L\n\x0bPeerRefusal\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xd7\x01\n\rClusterStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_revision\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x11\n\troot_hash\x18\x04 \x01(\x0c\x12\x15\n\rcosigned_size\x18\x05 \x01(\x04\x12.\n\x08refusals\x18\x06 \x03(\x0b\x32\x1c.carbonledger.v1.PeerRefusal\x12\x19\n\x11\x62locks_from_peers\x18\x07 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x08 \x01(\x04\x32\xc4\x04\n\x04Peer\x12R\n\tGetBlocks\x12!.carbonledger.v1.GetBlocksRequest\x1a\".carbonledger.v1.GetBlocksResponse\x12[\n\x0cGetBlockNote\x12$.carbonledger.v1.GetBlockNoteRequest\x1a%.carbonledger.v1.GetBlockNoteResponse\x12^\n\rAddCheckpoint\x12%.carbonledger.v1.AddCheckpointRequest\x1a&.carbonledger.v1.AddCheckpointResponse\x12k\n\x15GetCosignedCheckpoint\x12-.carbonledger.v1.GetCosignedCheckpointRequest\x1a#.carbonledger.v1.CosignedCheckpoint\x12`\n\x14GetCosignedTlogProof\x12,.carbonledger.v1.GetCosignedTlogProofRequest\x1a\x1a.carbonledger.v1.TlogProof\x12\\\n\x10GetClusterStatus\x12(.carbonledger.v1.GetClusterStatusRequest\x1a\x1e.carbonledger.v1.ClusterStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,24 +38,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BLOCKWITHENTRIES']._serialized_end=209
   _globals['_GETBLOCKSRESPONSE']._serialized_start=212
   _globals['_GETBLOCKSRESPONSE']._serialized_end=413
-  _globals['_ADDCHECKPOINTREQUEST']._serialized_start=415
-  _globals['_ADDCHECKPOINTREQUEST']._serialized_end=496
-  _globals['_WITNESSREFUSAL']._serialized_start=498
-  _globals['_WITNESSREFUSAL']._serialized_end=585
-  _globals['_ADDCHECKPOINTRESPONSE']._serialized_start=587
-  _globals['_ADDCHECKPOINTRESPONSE']._serialized_end=695
-  _globals['_GETCOSIGNEDCHECKPOINTREQUEST']._serialized_start=697
-  _globals['_GETCOSIGNEDCHECKPOINTREQUEST']._serialized_end=753
-  _globals['_COSIGNEDCHECKPOINT']._serialized_start=755
-  _globals['_COSIGNEDCHECKPOINT']._serialized_end=827
-  _globals['_GETCOSIGNEDTLOGPROOFREQUEST']._serialized_start=829
-  _globals['_GETCOSIGNEDTLOGPROOFREQUEST']._serialized_end=899
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=901
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=926
-  _globals['_PEERREFUSAL']._serialized_start=928
-  _globals['_PEERREFUSAL']._serialized_end=1004
-  _globals['_CLUSTERSTATUS']._serialized_start=1007
-  _globals['_CLUSTERSTATUS']._serialized_end=1222
-  _globals['_PEER']._serialized_start=1225
-  _globals['_PEER']._serialized_end=1712
+  _globals['_GETBLOCKNOTEREQUEST']._serialized_start=415
+  _globals['_GETBLOCKNOTEREQUEST']._serialized_end=452
+  _globals['_GETBLOCKNOTERESPONSE']._serialized_start=454
+  _globals['_GETBLOCKNOTERESPONSE']._serialized_end=511
+  _globals['_ADDCHECKPOINTREQUEST']._serialized_start=513
+  _globals['_ADDCHECKPOINTREQUEST']._serialized_end=594
+  _globals['_WITNESSREFUSAL']._serialized_start=596
+  _globals['_WITNESSREFUSAL']._serialized_end=683
+  _globals['_ADDCHECKPOINTRESPONSE']._serialized_start=685
+  _globals['_ADDCHECKPOINTRESPONSE']._serialized_end=793
+  _globals['_GETCOSIGNEDCHECKPOINTREQUEST']._serialized_start=795
+  _globals['_GETCOSIGNEDCHECKPOINTREQUEST']._serialized_end=851
+  _globals['_COSIGNEDCHECKPOINT']._serialized_start=853
+  _globals['_COSIGNEDCHECKPOINT']._serialized_end=925
+  _globals['_GETCOSIGNEDTLOGPROOFREQUEST']._serialized_start=927
+  _globals['_GETCOSIGNEDTLOGPROOFREQUEST']._serialized_end=997
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=999
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=1024
+  _globals['_PEERREFUSAL']._serialized_start=1026
+  _globals['_PEERREFUSAL']._serialized_end=1102
+  _globals['_CLUSTERSTATUS']._serialized_start=1105
+  _globals['_CLUSTERSTATUS']._serialized_end=1320
+  _globals['_PEER']._serialized_start=1323
+  _globals['_PEER']._serialized_end=1903
 # @@protoc_insertion_point(module_scope)

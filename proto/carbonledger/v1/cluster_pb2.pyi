@@ -43,6 +43,20 @@ class GetBlocksResponse(_message.Message):
     applied_revision: int
     def __init__(self, blocks: _Optional[_Iterable[_Union[BlockWithEntries, _Mapping]]] = ..., checkpoint: _Optional[str] = ..., consistency: _Optional[_Iterable[bytes]] = ..., head_height: _Optional[int] = ..., has_position: _Optional[bool] = ..., applied_seq: _Optional[int] = ..., applied_revision: _Optional[int] = ...) -> None: ...
 
+class GetBlockNoteRequest(_message.Message):
+    __slots__ = ("height",)
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    height: int
+    def __init__(self, height: _Optional[int] = ...) -> None: ...
+
+class GetBlockNoteResponse(_message.Message):
+    __slots__ = ("note", "head_height")
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    note: str
+    head_height: int
+    def __init__(self, note: _Optional[str] = ..., head_height: _Optional[int] = ...) -> None: ...
+
 class AddCheckpointRequest(_message.Message):
     __slots__ = ("old_size", "consistency", "checkpoint")
     OLD_SIZE_FIELD_NUMBER: _ClassVar[int]

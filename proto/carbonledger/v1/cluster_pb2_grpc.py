@@ -40,6 +40,11 @@ class PeerStub:
                 request_serializer=carbonledger_dot_v1_dot_cluster__pb2.GetBlocksRequest.SerializeToString,
                 response_deserializer=carbonledger_dot_v1_dot_cluster__pb2.GetBlocksResponse.FromString,
                 _registered_method=True)
+        self.GetBlockNote = channel.unary_unary(
+                '/carbonledger.v1.Peer/GetBlockNote',
+                request_serializer=carbonledger_dot_v1_dot_cluster__pb2.GetBlockNoteRequest.SerializeToString,
+                response_deserializer=carbonledger_dot_v1_dot_cluster__pb2.GetBlockNoteResponse.FromString,
+                _registered_method=True)
         self.AddCheckpoint = channel.unary_unary(
                 '/carbonledger.v1.Peer/AddCheckpoint',
                 request_serializer=carbonledger_dot_v1_dot_cluster__pb2.AddCheckpointRequest.SerializeToString,
@@ -71,6 +76,24 @@ class PeerServicer:
         anchor and a consistency proof to it. The caller verifies all of it
         before applying anything. UNAVAILABLE while no checkpoint of the peer
         meets the quorum.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBlockNote(self, request, context):
+        """This node's block at a height, with the ordering position recorded with
+        it, in a block note signed with this node's log key (ledger/block_note.py).
+        The anchor's cosignatures cover only the entries' tree, so before a
+        catching-up node applies a page of GetBlocks it asks its peers for the
+        note of the page's last block and counts the distinct log keys that sign
+        the same block (and, at the anchor, the same position): blocks are
+        hash-chained, so that vouches for the block times and state digests of
+        the whole page. A separate call rather than GetBlocks with a limit: the
+        answer is one block, no entries or proof, served at any height the node
+        holds (GetBlocks stops at the node's own anchor and gives a position only
+        there), and it is signed, so one replica behind two addresses counts
+        once. NOT_FOUND past this node's head: it cannot vouch yet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +136,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.GetBlocks,
                     request_deserializer=carbonledger_dot_v1_dot_cluster__pb2.GetBlocksRequest.FromString,
                     response_serializer=carbonledger_dot_v1_dot_cluster__pb2.GetBlocksResponse.SerializeToString,
+            ),
+            'GetBlockNote': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBlockNote,
+                    request_deserializer=carbonledger_dot_v1_dot_cluster__pb2.GetBlockNoteRequest.FromString,
+                    response_serializer=carbonledger_dot_v1_dot_cluster__pb2.GetBlockNoteResponse.SerializeToString,
             ),
             'AddCheckpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.AddCheckpoint,
@@ -162,6 +190,33 @@ class Peer:
             '/carbonledger.v1.Peer/GetBlocks',
             carbonledger_dot_v1_dot_cluster__pb2.GetBlocksRequest.SerializeToString,
             carbonledger_dot_v1_dot_cluster__pb2.GetBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBlockNote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/carbonledger.v1.Peer/GetBlockNote',
+            carbonledger_dot_v1_dot_cluster__pb2.GetBlockNoteRequest.SerializeToString,
+            carbonledger_dot_v1_dot_cluster__pb2.GetBlockNoteResponse.FromString,
             options,
             channel_credentials,
             insecure,
