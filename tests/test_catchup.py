@@ -1,5 +1,7 @@
 """Catching up from a peer (node/replication/catchup.py) takes only blocks
-that a checkpoint meeting the cluster's witness policy vouches for.
+that a checkpoint meeting the cluster's witness policy vouches for, and whose
+block hashes (times, state digests) and resume position a quorum of replicas
+sign.
 
 In process: replicas are memory ledgers with the cluster's origin and their
 own keys, and their blocks are served by the real ``read_blocks``. The cluster
@@ -17,17 +19,27 @@ import grpc
 import pytest
 from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc
 
+from ledger.block import block_hash
 from ledger.checkpoint import cosign_checkpoint
-from ledger.errors import InconsistencyError, QuorumNotMet, VerificationError
+from ledger.errors import (
+    BlockConflict,
+    BlockNotConfirmed,
+    InconsistencyError,
+    NotFound,
+    QuorumNotMet,
+    VerificationError,
+)
 from ledger.keys import Signer
 from ledger.log import Ledger
 from ledger.policy import parse_policy
 from node.replication.catchup import CATCHING_UP, catch_up, encode_position, verify_and_apply
+from node.replication.etcd import OrderingUnavailable
 from node.replication.peer import (
     POSITION_KEY,
     NotWitnessedYet,
     PeerServicer,
     position_at_key,
+    read_block_note,
     read_blocks,
 )
 from node.witness import Witness
@@ -56,14 +68,32 @@ POLICY = parse_policy(
 )
 
 
-def replica(n: int, batches: list[list[bytes]]) -> Ledger:
+def replica(n: int, batches: list[list[bytes]], *, first_time: int = 100, first_revision: int = 1000) -> Ledger:
     """Replica ``n``, having applied ``batches`` as ordered batches 0, 1, ...
-    (positions recorded as the replicator records them)."""
+    (positions recorded as the replicator records them). An honest replica
+    has the default times and revisions; a forger picks others."""
     led = Ledger.memory(signer=log_key(n), created_time=0)
-    for seq, batch in enumerate(batches):
-        position = encode_position(seq, 1000 + seq)
-        led.submit(batch, time=100 + seq, meta={POSITION_KEY: position, position_at_key(led.head.height + 1): position})
+    advance(led, batches, first_time=first_time, first_revision=first_revision)
     return led
+
+
+def advance(led: Ledger, batches: list[list[bytes]], *, first_time: int = 100, first_revision: int = 1000) -> None:
+    """Apply ``batches`` to ``led`` as the ordered batches after those it holds."""
+    for batch in batches:
+        seq = led.head.height
+        position = encode_position(seq, first_revision + seq)
+        led.submit(batch, time=first_time + seq, meta={POSITION_KEY: position, position_at_key(seq + 1): position})
+
+
+def notes(height: int, *replicas: Ledger) -> list[str]:
+    """The signed block notes at ``height`` of the replicas that hold it."""
+    out = []
+    for led in replicas:
+        try:
+            out.append(read_block_note(led, height).note)
+        except NotFound:
+            pass
+    return out
 
 
 def cosigned(led: Ledger, size: int, *witnesses: int) -> str:
@@ -77,21 +107,25 @@ def test_a_history_one_replica_alone_vouches_for_is_refused() -> None:
     # The attack this rule stops: a malicious replica feeds a fresh node its
     # fork, the fresh node's witness cosigns what it then holds, and with the
     # malicious replica's own cosignature the fork meets a 2-of-3 quorum.
+    # Even with two replicas' keys signing the fork's blocks, the anchor's
+    # cosignatures decide about the entries.
     malicious, fresh = replica(1, FORK), replica(2, [])
+    vouchers = notes(3, malicious, replica(0, FORK))
     for anchor in (None, cosigned(malicious, malicious.size, 1)):
         page = read_blocks(malicious, 1, 0, 256, anchor)
         assert len(page.blocks) == 3
-        with pytest.raises(QuorumNotMet):
-            verify_and_apply(fresh, page, POLICY)
+        with pytest.raises(QuorumNotMet) as refused:
+            verify_and_apply(fresh, page, POLICY, vouchers)
+        assert not isinstance(refused.value, BlockNotConfirmed)
         assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
 
 
 def test_blocks_are_applied_up_to_the_quorum_checkpoint_and_no_further() -> None:
-    peer, fresh = replica(0, HONEST), replica(2, [])
+    peer, other, fresh = replica(0, HONEST), replica(1, HONEST), replica(2, [])
     anchor = cosigned(peer, 2, 0, 1)  # the newest the cluster cosigned: block 2 of 3
     page = read_blocks(peer, 1, 0, 256, anchor)
     assert len(page.blocks) == 2 and page.has_position and not page.consistency
-    assert verify_and_apply(fresh, page, POLICY) == (1, 1001)  # batch 1 made block 2
+    assert verify_and_apply(fresh, page, POLICY, notes(2, peer, other)) == (1, 1001)  # batch 1 made block 2
     assert fresh.size == 2 and fresh.root() == peer.root(2) and fresh.head == peer.block(2)
     assert fresh.meta(POSITION_KEY) == fresh.meta(position_at_key(2)) == encode_position(1, 1001)
     # Having caught up, it can serve the same blocks, with their position, in turn.
@@ -100,14 +134,14 @@ def test_blocks_are_applied_up_to_the_quorum_checkpoint_and_no_further() -> None
 
 
 def test_pages_short_of_the_anchor_are_proven_a_prefix_of_it() -> None:
-    peer, fresh = replica(0, HONEST), replica(2, [])
+    peer, other, fresh = replica(0, HONEST), replica(1, HONEST), replica(2, [])
     anchor = cosigned(peer, 3, 0, 2)
     first = read_blocks(peer, 1, 0, 1, anchor)
     assert len(first.blocks) == 1 and first.consistency and not first.has_position
-    assert verify_and_apply(fresh, first, POLICY) is None
+    assert verify_and_apply(fresh, first, POLICY, notes(1, peer, other)) is None
     assert fresh.size == 1 and fresh.meta(POSITION_KEY) == CATCHING_UP
     rest = read_blocks(peer, 2, 1, 256, anchor)
-    assert verify_and_apply(fresh, rest, POLICY) == (2, 1002)
+    assert verify_and_apply(fresh, rest, POLICY, notes(3, peer, other)) == (2, 1002)
     assert fresh.root() == peer.root()
 
 
@@ -118,8 +152,9 @@ def test_blocks_that_are_not_a_prefix_of_the_anchor_are_refused(max_blocks: int)
     # the roots differ.
     honest, malicious, fresh = replica(0, HONEST), replica(1, FORK), replica(2, [])
     page = read_blocks(malicious, 1, 0, max_blocks, cosigned(honest, 3, 0, 2))
-    with pytest.raises(VerificationError):
-        verify_and_apply(fresh, page, POLICY)
+    with pytest.raises(VerificationError) as refused:
+        verify_and_apply(fresh, page, POLICY, notes(max_blocks, malicious, replica(2, FORK)))
+    assert not isinstance(refused.value, (BlockConflict, BlockNotConfirmed))
     assert fresh.size == 0
 
 
@@ -128,7 +163,7 @@ def test_a_position_on_a_page_short_of_the_anchor_is_refused() -> None:
     page = read_blocks(peer, 1, 0, 1, cosigned(peer, 3, 0, 1))
     page.has_position, page.applied_seq, page.applied_revision = True, 0, 1000
     with pytest.raises(InconsistencyError, match="does not reach its anchor"):
-        verify_and_apply(fresh, page, POLICY)
+        verify_and_apply(fresh, page, POLICY, notes(1, peer, replica(1, HONEST)))
     assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
 
 
@@ -136,7 +171,7 @@ def test_a_node_past_a_peers_anchor_takes_nothing_from_it() -> None:
     ahead = replica(2, HONEST)
     page = read_blocks(replica(0, HONEST), 4, 3, 256, cosigned(replica(0, HONEST), 2, 0, 1))
     assert not page.blocks
-    assert verify_and_apply(ahead, page, POLICY) is None
+    assert verify_and_apply(ahead, page, POLICY, []) is None
     assert ahead.size == 3
 
 
@@ -181,10 +216,183 @@ def test_a_fresh_node_catches_up_over_grpc_to_what_two_witnesses_cosigned(tmp_pa
         best = collector.best(2)
         assert best is not None and sorted(best[2]) == ["witness-0", "witness-1"]
         with ThreadPoolExecutor(1) as executor:
-            position = asyncio.run(catch_up(fresh, [serving_node.target], POLICY, executor, rounds=3))
+            position = asyncio.run(catch_up(fresh, [serving_node.target, other_node.target], POLICY, executor, rounds=3))
+        # Both replicas signed block 3 and the position of batch 2, which made
+        # it: the node resumes right after that batch.
         assert position == (2, 1002)
         assert fresh.root() == serving.root() and fresh.head == serving.head
+        assert fresh.meta(POSITION_KEY) == fresh.meta(position_at_key(3)) == encode_position(2, 1002)
         serving_node.run(collector.stop())
     finally:
         serving_node.stop()
         other_node.stop()
+
+
+# -- what the anchor's cosignatures do not cover: block times, state digests, the position
+
+
+def forged_times() -> Ledger:
+    """Replica 0 gone bad: the honest entries, in the honest order, with
+    other block times. Its blocks, hashes and state digests are what its
+    state machine computed with those times, as a real attacker's would be;
+    its tree, and so every checkpoint, is the honest one."""
+    return replica(0, HONEST, first_time=100 + 86_400 * 365)
+
+
+@pytest.mark.parametrize("max_blocks", [1, 3])
+def test_blocks_with_forged_times_are_refused_when_a_replica_signs_the_honest_ones(max_blocks: int) -> None:
+    malicious, honest, fresh = forged_times(), replica(1, HONEST), replica(2, [])
+    assert malicious.root() == honest.root() and malicious.head.time != honest.head.time
+    # The witnesses cosign the tree, which is the honest one.
+    page = read_blocks(malicious, 1, 0, max_blocks, cosigned(malicious, 3, 0, 1))
+    height = max_blocks
+    with pytest.raises(BlockConflict) as conflict:
+        verify_and_apply(fresh, page, POLICY, notes(height, malicious, honest))
+    served, signed = block_hash(malicious.block(height)), block_hash(honest.block(height))
+    assert (conflict.value.height, conflict.value.what) == (height, "block hash")
+    assert (conflict.value.served, conflict.value.signed) == (served, signed)
+    assert conflict.value.signer == log_key(1).vkey and conflict.value.note == notes(height, honest)[0]
+    assert f"block {height}" in str(conflict.value) and served.hex() in str(conflict.value) and signed.hex() in str(conflict.value)
+    assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+
+
+def test_a_forged_resume_position_is_refused_when_a_replica_signs_the_honest_one() -> None:
+    # The same blocks (positions are not in them), another position recorded.
+    malicious, honest, fresh = replica(0, HONEST, first_revision=5000), replica(1, HONEST), replica(2, [])
+    assert malicious.head == honest.head
+    page = read_blocks(malicious, 1, 0, 256, cosigned(malicious, 3, 0, 1))
+    assert (page.applied_seq, page.applied_revision) == (2, 5002)
+    with pytest.raises(BlockConflict) as conflict:
+        verify_and_apply(fresh, page, POLICY, notes(3, malicious, honest))
+    assert (conflict.value.height, conflict.value.what) == (3, "position")
+    assert (conflict.value.served, conflict.value.signed) == (encode_position(2, 5002), encode_position(2, 1002))
+    assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+    # A peer that edits the position of an honest page, and signs nothing, fares no better.
+    page = read_blocks(honest, 1, 0, 256, cosigned(honest, 3, 0, 1))
+    page.applied_seq = 7
+    with pytest.raises(BlockConflict, match="position"):
+        verify_and_apply(fresh, page, POLICY, notes(3, honest, replica(0, HONEST)))
+    assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+
+
+def test_one_replica_alone_does_not_vouch_for_blocks_however_many_addresses_it_has() -> None:
+    malicious, fresh = forged_times(), replica(2, [])
+    page = read_blocks(malicious, 1, 0, 256, cosigned(malicious, 3, 0, 1))
+    # Its note twice (two addresses), and an honest replica that is behind.
+    with pytest.raises(BlockNotConfirmed) as unconfirmed:
+        verify_and_apply(fresh, page, POLICY, notes(3, malicious, malicious, replica(1, HONEST[:2])))
+    assert unconfirmed.value.vouchers == (log_key(0).vkey,) and unconfirmed.value.needed == 2
+    assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+
+
+def test_a_replica_that_holds_the_block_but_not_its_position_does_not_vouch_for_the_position() -> None:
+    peer, fresh = replica(0, HONEST), replica(2, [])
+    # Replica 1 took the blocks from a peer up to block 3 and recorded no position there.
+    without = replica(1, [])
+    for height in (1, 2, 3):
+        without.submit(HONEST[height - 1], time=peer.block(height).time, meta={POSITION_KEY: CATCHING_UP})
+    assert without.head == peer.head and read_block_note(without, 3).note != read_block_note(peer, 3).note
+    page = read_blocks(peer, 1, 0, 256, cosigned(peer, 3, 0, 1))
+    with pytest.raises(BlockNotConfirmed):
+        verify_and_apply(fresh, page, POLICY, notes(3, peer, without))
+    assert fresh.size == 0
+    # Short of the anchor no position is asked for, and it vouches for the block.
+    short = read_blocks(peer, 1, 0, 2, cosigned(peer, 3, 0, 1))
+    assert verify_and_apply(fresh, short, POLICY, notes(2, peer, without)) is None and fresh.size == 2
+
+
+def test_a_node_ignores_notes_that_say_nothing_about_the_block() -> None:
+    peer, other, fresh = replica(0, HONEST), replica(1, HONEST), replica(2, [])
+    page = read_blocks(peer, 1, 0, 256, cosigned(peer, 3, 0, 1))
+    outsider = Ledger.memory(signer=Signer.from_seed(ORIGIN, hashlib.sha256(b"not in the policy").digest()), created_time=0)
+    advance(outsider, HONEST, first_time=0)  # conflicting, but not a replica of the policy
+    junk = [notes(2, other)[0], notes(3, outsider)[0], "not a note", notes(3, other)[0].replace("carbonledger", "x", 1)]
+    with pytest.raises(BlockNotConfirmed):
+        verify_and_apply(fresh, page, POLICY, notes(3, peer) + junk)
+    assert verify_and_apply(fresh, page, POLICY, notes(3, peer, other) + junk) == (2, 1002)
+
+
+class _FixedAnchor:
+    """A collector whose newest checkpoint meeting the policy is ``note``."""
+
+    def __init__(self, note: str) -> None:
+        self.note = note
+
+    def newest_meeting(self, policy: object) -> str:
+        return self.note
+
+
+class _CountingPeer(PeerServicer):
+    """A peer servicer counting calls; ``before_note`` runs before each
+    GetBlockNote is answered."""
+
+    def __init__(self, led: Ledger, before_note: object = None, **kwargs: object) -> None:
+        super().__init__(led, **kwargs)  # type: ignore[arg-type]
+        self.get_blocks = self.get_notes = 0
+        self.before_note = before_note
+
+    async def GetBlocks(self, request, context):  # type: ignore[no-untyped-def]
+        self.get_blocks += 1
+        return await super().GetBlocks(request, context)
+
+    async def GetBlockNote(self, request, context):  # type: ignore[no-untyped-def]
+        self.get_notes += 1
+        if callable(self.before_note):
+            self.before_note(self.get_notes)
+        return await super().GetBlockNote(request, context)
+
+
+def test_no_block_is_applied_until_another_replica_can_vouch_for_it() -> None:
+    serving, behind, fresh = replica(0, HONEST), replica(1, HONEST[:1]), replica(2, [])
+    anchor = cosigned(serving, 3, 0, 1)
+    serving_peer = _CountingPeer(serving, collector=_FixedAnchor(anchor), policy=POLICY)  # type: ignore[arg-type]
+    behind_peer = _CountingPeer(behind)
+    serving_node, behind_node = peer_node(serving, serving_peer), peer_node(behind, behind_peer)
+    peers = [serving_node.target, behind_node.target]
+    try:
+        with ThreadPoolExecutor(1) as executor:
+            # The replica behind cannot vouch for block 3: nothing is applied,
+            # however often the node asks.
+            with pytest.raises(OrderingUnavailable):
+                asyncio.run(catch_up(fresh, peers, POLICY, executor, rounds=2, vouch_rounds=2, backoff=0.01))
+            assert behind_peer.get_notes >= 2
+            assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+            # It reaches block 3 while the node waits with a verified page:
+            # that page is applied, without fetching it again.
+            serving_peer.get_blocks = behind_peer.get_notes = 0
+            behind_peer.before_note = lambda calls: calls == 2 and advance(behind, HONEST[1:])
+            position = asyncio.run(catch_up(fresh, peers, POLICY, executor, rounds=1, vouch_rounds=3, backoff=0.01))
+        assert position == (2, 1002) and fresh.head == serving.head
+        assert serving_peer.get_blocks == 1 and behind_peer.get_notes == 2
+    finally:
+        serving_node.stop()
+        behind_node.stop()
+
+
+def test_a_peer_serving_forged_times_over_grpc_is_refused_and_the_conflict_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    malicious, honest, fresh = forged_times(), replica(1, HONEST), replica(2, [])
+    nodes = [
+        peer_node(led, PeerServicer(led, collector=_FixedAnchor(cosigned(led, 3, 0, 1)), policy=POLICY))  # type: ignore[arg-type]
+        for led in (malicious, honest)
+    ]
+    try:
+        # The malicious peer's blocks conflict with the honest replica's note;
+        # the honest peer's, tried next, with the malicious one's: two
+        # replicas of three disagree, and neither view is taken.
+        peers = [n.target for n in nodes]
+        with (
+            ThreadPoolExecutor(1) as executor,
+            caplog.at_level("ERROR", logger="carbonledger.node"),
+            pytest.raises(OrderingUnavailable),
+        ):
+            asyncio.run(catch_up(fresh, peers, POLICY, executor, rounds=2, backoff=0.01))
+        assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+        forged, real = block_hash(malicious.head).hex(), block_hash(honest.head).hex()
+        conflicts = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "block_conflict"]
+        assert len(conflicts) == 2
+        assert all("CONFLICT" in m and "block 3" in m and forged in m and real in m for m in conflicts)
+    finally:
+        for n in nodes:
+            n.stop()

@@ -1,7 +1,7 @@
 """Catching up from a peer when etcd no longer holds the batches a node needs.
 
 The node asks a peer for the blocks after its head (``Peer.GetBlocks``) and
-applies nothing it has not verified:
+applies nothing that is not verified and vouched for:
 
 1. the peer's anchor checkpoint meets the cluster's policy: signed by one of
    its log keys (each replica's key, same origin) *and* cosigned by a quorum
@@ -15,16 +15,40 @@ applies nothing it has not verified:
 4. the tree after the last block is a prefix of the anchor: the peer's
    consistency proof from that size to the anchor's verifies (or, at the
    anchor's size, the roots are equal);
-5. each block is then applied through ``Ledger.submit`` with the block's time,
+5. the page's last block is vouched for by as many distinct replicas as the
+   policy's quorum asks for witnesses (2 of a 2-of-3 cluster): the node asks
+   every peer for its block note of that height (``Peer.GetBlockNote``, a
+   note signed with the peer's log key; ledger/block_note.py) and counts the
+   log keys that sign the same block hash and, on the page that reaches the
+   anchor, the same position. Counting keys, not addresses, one replica
+   behind two addresses counts once; the serving peer counts only through
+   its own signed note. A note with another hash or position is a conflict
+   (:class:`BlockConflict`, naming the height, both values and the signer,
+   logged as an error): nothing of the page is applied and the next peer is
+   tried. Too few vouchers (peers behind that height, down, or without the
+   position) is :class:`BlockNotConfirmed`: the page stays verified in memory
+   and the peers are asked again with back-off; after ``vouch_rounds`` the
+   page is dropped and fetched again (the anchor may have moved to a height
+   more replicas hold), and the node keeps catching up, never applying an
+   unvouched block;
+6. each block is then applied through ``Ledger.submit`` with the block's time,
    and the block our state machine writes must equal the peer's byte for
    byte (entries accepted, root and state digest): otherwise the transaction
    is aborted and nothing of that block is kept.
 
+What authenticates what: the entries (their tree) by the witnesses'
+cosignatures on the anchor; the blocks -- their times, the state machine's
+only clock, and their state digests -- and the etcd position the node
+resumes from by the quorum of replicas' signed block notes, since blocks are
+hash-chained and vouching for a page's last block vouches for every block
+before it. No single peer's word is taken for any of it; a quorum of
+replicas signing the same false block would be, as a quorum of witnesses
+cosigning a false tree would.
+
 While pages are being applied the position is :data:`CATCHING_UP` (a
-restart continues from a peer); the page that reaches the anchor carries the
-etcd position of the batch that made the anchor's block, which becomes ours.
-Block times, state digests and that position are the peer's word: the
-witnesses' cosignatures cover the entries' tree, not the blocks.
+restart continues from a peer, keeping every page already applied, each of
+which was vouched for); the page that reaches the anchor carries the etcd
+position of the batch that made the anchor's block, which becomes ours.
 """
 
 from __future__ import annotations
@@ -35,19 +59,39 @@ import logging
 import struct
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import grpc
 from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc
 
 from ledger.block import Block, block_hash, decode_block
-from ledger.errors import InconsistencyError, LedgerError, VerificationError
+from ledger.block_note import verify_block_vouchers
+from ledger.errors import (
+    BlockConflict,
+    BlockNotConfirmed,
+    InconsistencyError,
+    LedgerError,
+    VerificationError,
+)
 from ledger.log import Ledger, Receipt, open_tile_reader
 from ledger.merkle import CompactRange, leaf_hash, verify_consistency
 from ledger.policy import Policy, verify_checkpoint_policy
 from node.replication.etcd import OrderingUnavailable
 from node.replication.peer import POSITION_KEY, position_at_key
 
-__all__ = ["CATCHING_UP", "POSITION_KEY", "catch_up", "decode_position", "encode_position", "verify_and_apply"]
+__all__ = [
+    "CATCHING_UP",
+    "POSITION_KEY",
+    "VerifiedPage",
+    "apply_page",
+    "catch_up",
+    "confirm_page",
+    "decode_position",
+    "encode_position",
+    "fetch_block_notes",
+    "verify_and_apply",
+    "verify_page",
+]
 
 #: The position value while blocks from a peer are being applied.
 CATCHING_UP = b"catching-up"
@@ -64,12 +108,32 @@ def decode_position(value: bytes) -> tuple[int, int]:
     return int(seq), int(revision)
 
 
-def verify_and_apply(
-    ledger: Ledger, response: cluster_pb2.GetBlocksResponse, policy: Policy
-) -> tuple[int, int] | None:
-    """Verify one page of a peer's blocks and apply it (see the module doc).
-    Returns the peer's position once its anchor is reached, else None."""
+@dataclass(frozen=True, slots=True)
+class VerifiedPage:
+    """A page of a peer's blocks that passed steps (1) to (4), not applied.
+
+    ``last`` is the block replicas must vouch for: the page's last block, or
+    our head for a page without blocks. ``position`` is the peer's, given
+    only on the page that reaches its anchor.
+    """
+
+    base: bytes
+    blocks: tuple[Block, ...]
+    entries: tuple[tuple[bytes, ...], ...]
+    last: Block
+    position: tuple[int, int] | None
+
+    @property
+    def needs_vouchers(self) -> bool:
+        """Whether applying the page would change anything."""
+        return bool(self.blocks) or self.position is not None
+
+
+def verify_page(ledger: Ledger, response: cluster_pb2.GetBlocksResponse, policy: Policy) -> VerifiedPage:
+    """Steps (1) to (4) of the module doc on one page of a peer's blocks.
+    Reads our ledger, writes nothing."""
     head = ledger.head
+    base = block_hash(head)
     # (1) The anchor: a checkpoint of our log that the cluster's policy accepts.
     cp = verify_checkpoint_policy(response.checkpoint, policy)
     if cp.origin != ledger.origin:
@@ -78,7 +142,7 @@ def verify_and_apply(
     # (2) + (3) Chain continuity, and the entries re-hashed into our tree.
     with ledger.store.read() as txn:
         edge = CompactRange.load(open_tile_reader(txn), head.tree_size)
-    previous, height = block_hash(head), head.height
+    previous, height = base, head.height
     for block, page in zip(blocks, response.blocks):
         if block.height != height + 1 or block.previous_hash != previous or block.first_index != edge.size:
             raise InconsistencyError(f"peer block {block.height} does not continue our chain at height {height}")
@@ -91,7 +155,8 @@ def verify_and_apply(
         previous, height = block_hash(block), block.height
     # (4) What we would hold after the page is a prefix of the anchor.
     if not blocks and edge.size > cp.size:
-        return None  # we are past what this peer has had cosigned so far: nothing to take from it
+        # We are past what this peer has had cosigned so far: nothing to take from it.
+        return VerifiedPage(base, (), (), head, None)
     if edge.size > cp.size:
         raise InconsistencyError(f"peer blocks reach size {edge.size}, past its anchor checkpoint of size {cp.size}")
     if edge.size == cp.size:
@@ -102,9 +167,27 @@ def verify_and_apply(
     final = (response.applied_seq, response.applied_revision) if response.has_position else None
     if final is not None and edge.size != cp.size:
         raise InconsistencyError("peer gave its position on a page that does not reach its anchor")
-    # (5) Apply, each block checked against the peer's before it commits.
-    for i, (block, page) in enumerate(zip(blocks, response.blocks)):
-        last = i == len(blocks) - 1
+    entries = tuple(tuple(page.entries) for page in response.blocks)
+    return VerifiedPage(base, tuple(blocks), entries, blocks[-1] if blocks else head, final)
+
+
+def confirm_page(ledger: Ledger, page: VerifiedPage, notes: Sequence[str], policy: Policy) -> tuple[str, ...]:
+    """Step (5): enough distinct replicas sign the page's last block (and the
+    position, if the page gives one) in ``notes``. Returns their log keys;
+    raises :class:`BlockConflict` or :class:`BlockNotConfirmed`."""
+    position = encode_position(*page.position) if page.position is not None else None
+    return verify_block_vouchers(ledger.origin, page.last, position, notes, policy)
+
+
+def apply_page(ledger: Ledger, page: VerifiedPage) -> tuple[int, int] | None:
+    """Step (6): apply a verified and vouched-for page. Returns the peer's
+    position once its anchor is reached, else None."""
+    head = ledger.head
+    if not hmac.compare_digest(block_hash(head), page.base):
+        raise InconsistencyError(f"our head moved to block {head.height} since the page was verified")
+    final = page.position
+    for i, (block, entries) in enumerate(zip(page.blocks, page.entries)):
+        last = i == len(page.blocks) - 1
         position = encode_position(*final) if last and final else CATCHING_UP
 
         def expect(mine: Block, theirs: Block = block) -> None:
@@ -118,21 +201,78 @@ def verify_and_apply(
         meta = {POSITION_KEY: position}
         if last and final:
             meta[position_at_key(block.height)] = position
-        results = ledger.submit(list(page.entries), time=block.time, meta=meta, check=expect)
+        results = ledger.submit(list(entries), time=block.time, meta=meta, check=expect)
         if any(not isinstance(r, Receipt) or r.duplicate for r in results):
             raise InconsistencyError(f"peer block {block.height}: an entry was not accepted here")
-    if not blocks and final is not None:
+    if not page.blocks and final is not None:
         # Our head is the anchor (checked in step 4): only the position was missing.
         position = encode_position(*final)
         ledger.submit([], meta={POSITION_KEY: position, position_at_key(head.height): position})
     return final
 
 
+def verify_and_apply(
+    ledger: Ledger, response: cluster_pb2.GetBlocksResponse, policy: Policy, notes: Sequence[str]
+) -> tuple[int, int] | None:
+    """Verify one page of a peer's blocks, check that the block notes in
+    ``notes`` vouch for it, and apply it (steps (1) to (6) of the module doc).
+    Returns the peer's position once its anchor is reached, else None."""
+    page = verify_page(ledger, response, policy)
+    if page.needs_vouchers:
+        confirm_page(ledger, page, notes, policy)
+    return apply_page(ledger, page)
+
+
+async def fetch_block_notes(peers: Sequence[str], height: int, *, timeout: float = 5.0) -> list[str]:
+    """Ask every peer for its signed note of block ``height``; the notes of
+    those that answered. A peer that has not reached ``height`` answers
+    NOT_FOUND and gives nothing, as does one that is down."""
+
+    async def ask(peer: str) -> str | None:
+        async with grpc.aio.insecure_channel(peer) as channel:
+            try:
+                request = cluster_pb2.GetBlockNoteRequest(height=height)
+                response = await cluster_pb2_grpc.PeerStub(channel).GetBlockNote(request, timeout=timeout)
+            except grpc.RpcError as exc:
+                _log.debug("peer %s gave no note of block %d: %s", peer, height, exc.code())  # type: ignore[attr-defined]
+                return None
+        return str(response.note)
+
+    return [note for note in await asyncio.gather(*(ask(p) for p in peers)) if note]
+
+
+async def _vouched(
+    ledger: Ledger, peers: Sequence[str], page: VerifiedPage, policy: Policy, *, rounds: int, backoff: float
+) -> tuple[str, ...]:
+    """Step (5) over the network: the page stays verified in memory while
+    too few replicas can vouch for it yet, and is asked about again."""
+    attempt = 0
+    while True:
+        notes = await fetch_block_notes(peers, page.last.height)
+        try:
+            return confirm_page(ledger, page, notes, policy)
+        except BlockNotConfirmed as exc:
+            attempt += 1
+            if attempt >= rounds:
+                raise
+            _log.info("waiting for replicas to vouch for block %d: %s", page.last.height, exc)
+        await asyncio.sleep(min(2.0, backoff * attempt))
+
+
 async def catch_up(
-    ledger: Ledger, peers: Sequence[str], policy: Policy, executor: Executor, *, rounds: int = 1000
+    ledger: Ledger,
+    peers: Sequence[str],
+    policy: Policy,
+    executor: Executor,
+    *,
+    rounds: int = 1000,
+    vouch_rounds: int = 10,
+    backoff: float = 0.2,
 ) -> tuple[int, int]:
-    """Fetch, verify and apply blocks from ``peers`` until one of them gives
-    its etcd position; return it."""
+    """Fetch, verify, have vouched for, and apply blocks from ``peers`` until
+    one of them gives its etcd position; return it. Each of ``rounds`` asks
+    one peer for blocks; each page is asked about up to ``vouch_rounds``
+    times before it is dropped and fetched again."""
     loop = asyncio.get_running_loop()
     for attempt in range(rounds):
         peer = peers[attempt % len(peers)]
@@ -144,7 +284,11 @@ async def catch_up(
                     first_height=ledger.head.height + 1, known_size=ledger.size, max_blocks=256
                 )
                 response = await stub.GetBlocks(request, timeout=30)
-                position = await loop.run_in_executor(executor, verify_and_apply, ledger, response, policy)
+                page = await loop.run_in_executor(executor, verify_page, ledger, response, policy)
+                if page.needs_vouchers:
+                    vouchers = await _vouched(ledger, peers, page, policy, rounds=vouch_rounds, backoff=backoff)
+                    _log.info("block %d from peer %s is vouched for by %s", page.last.height, peer, ", ".join(vouchers))
+                position = await loop.run_in_executor(executor, apply_page, ledger, page)
                 if position is not None:
                     _log.info("caught up from peer %s at batch %d", peer, position[0])
                     return position
@@ -152,9 +296,18 @@ async def catch_up(
                     break
         except grpc.RpcError as exc:
             _log.warning("catch-up from %s failed: %s", peer, exc.code())  # type: ignore[attr-defined]
+        except BlockConflict as exc:
+            _log.error(
+                "CONFLICT: blocks served by %s disagree with a replica's signed note; nothing of them applied: %s",
+                peer,
+                exc,
+                extra={"event": "block_conflict", "height": exc.height, "signed_note": exc.note},
+            )
+        except BlockNotConfirmed as exc:
+            _log.warning("blocks from %s not applied, too few replicas vouch for them yet: %s", peer, exc)
         except LedgerError as exc:
             _log.error("peer %s sent blocks that do not verify: %s", peer, exc)
         finally:
             await channel.close()
-        await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
+        await asyncio.sleep(min(2.0, backoff * (attempt + 1)))
     raise OrderingUnavailable("no peer could bring this node up to date")
