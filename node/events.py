@@ -3,21 +3,27 @@
 The log stores entries, not the events the state machine emitted while
 applying them, so a subscription that resumes from an old index derives the
 events again from each entry and the current state. This works because the
-facts involved are never rewritten: a retirement is in its entry, and a
-footprint made stale by a deprecation keeps a stale mark naming that entry's
-index. The same function serves live subscribers, so a resumed stream and a
-live one carry exactly the same events.
+facts involved are never rewritten: a retirement is in its entry, a
+deprecation's index is in the deprecated footprint's record, and the
+footprints it made stale are those downstream of it that were published
+before it (components never change). The same function serves live
+subscribers, so a resumed stream and a live one carry exactly the same events.
 
 Kinds: ``entry`` (every entry, with its op type), ``units.transferred``,
 ``units.retired`` (GEC retirement or CCER cancellation, refs = the holder),
 ``footprint.deprecated`` and ``footprint.stale`` (subject = the deprecated
 footprint, refs = every footprint downstream that became stale, then their
 owners).
+
+A submitter's receipt carries the events the state machine emitted. The state
+machine no longer walks downstream at a deprecation, so
+:func:`with_stale_events` adds the ``footprint.stale`` event it used to emit
+(refs = the footprints only), read here, off the sequencer's path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger.envelope import parse_envelope
@@ -25,9 +31,9 @@ from ledger.errors import LedgerError, MalformedError
 from ledger.kv import KV
 from ledger.records import parse_operation
 from ledger.records.ops import OP_TYPES
-from ledger.state import queries
+from ledger.state import Event, queries
 
-__all__ = ["KINDS", "EventFilter", "LedgerEvent", "events_for_entry"]
+__all__ = ["KINDS", "EventFilter", "LedgerEvent", "events_for_entry", "with_stale_events"]
 
 _RETIRE_OPS = {"gec.retire": "gec", "ccer.cancel": "ccer"}
 _TRANSFER_OPS = {"gec.transfer": "gec", "ccer.transfer": "ccer"}
@@ -72,30 +78,35 @@ class EventFilter:
 
 
 def _stale_from(kv: KV, root: str, index: int) -> list[str]:
-    """Footprints marked stale by the deprecation of ``root`` at ``index``,
-    then their owners (so that an owner's subscription sees them)."""
-    out: list[str] = []
-    owners: list[str] = []
-    queue, seen = [root], {root}
-    while queue:
-        for down in queries.downstream_of(kv, queue.pop(0)):
-            if down in seen:
-                continue
-            seen.add(down)
-            info = queries.get_footprint(kv, down)
-            if any(m.root == root and m.index == index for m in info.stale_marks):
-                out.append(down)
-                queue.append(down)
-                if info.owner not in owners:
-                    owners.append(info.owner)
-    return out + owners if out else []
+    """Footprints made stale by the deprecation of ``root`` at ``index``
+    (see :func:`ledger.state.queries.made_stale_by`), then their owners (so
+    that an owner's subscription sees them)."""
+    stale = queries.made_stale_by(kv, root, index)
+    owners = list(dict.fromkeys(owner for _, owner in stale))
+    return [pf for pf, _ in stale] + owners if stale else []
+
+
+def with_stale_events(kv: KV, index: int, events: Sequence[Event]) -> tuple[Event, ...]:
+    """The state machine's ``events`` for the entry at ``index``, with a
+    ``footprint.stale`` event after each ``footprint.deprecated`` one that
+    made footprints stale: subject the deprecated footprint, refs those
+    footprints (no owners), in the order of :func:`_stale_from`. ``kv`` may
+    be any state holding the entry: later footprints are left out by index."""
+    out: list[Event] = []
+    for event in events:
+        out.append(event)
+        if event.kind == "footprint.deprecated":
+            stale = queries.made_stale_by(kv, event.subject, index)
+            if stale:
+                out.append(Event("footprint.stale", event.subject, tuple(pf for pf, _ in stale)))
+    return tuple(out)
 
 
 def _deprecated_by(kv: KV, candidates: Iterable[str], index: int) -> list[str]:
     out = []
     for pf in candidates:
         try:
-            if queries.get_footprint(kv, pf).deprecated == index:
+            if queries.deprecated_at(kv, pf) == index:
                 out.append(pf.lower())
         except LedgerError:
             continue

@@ -88,6 +88,9 @@ class _Builder:
         retirements = self.retirements("gec", info.gec_claims) + self.retirements(
             "ccer", info.ccer_claims
         )
+        # The deprecations upstream, computed from the upstream graph as of
+        # this snapshot (nothing stores them); those at or past the label's
+        # size are left out below, with the footprint's own.
         deprecations = {m.index for m in info.stale_marks}
         if info.deprecated is not None:
             deprecations.add(info.deprecated)

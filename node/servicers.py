@@ -9,6 +9,7 @@ committer; ledger reads run in worker threads so the event loop stays free
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -27,12 +28,12 @@ from carbonledger.v1 import (
 
 from ledger.errors import LedgerError, MalformedError, NotFound
 from ledger.log import Ledger, Receipt, snapshot_size, time_at
-from ledger.state import queries
+from ledger.state import Applied, queries
 from ledger.storage import Table
 from node import convert, paging
 from node.committer import Committed, GroupCommitter
 from node.errors import rpc_status_of
-from node.events import EventFilter, events_for_entry
+from node.events import EventFilter, events_for_entry, with_stale_events
 from node.labels import LabelBuilder
 from node.reconcile import BookRow, Reconciler
 
@@ -107,11 +108,25 @@ class LogServicer(log_pb2_grpc.LogServicer):
         self._committer = committer
         self._label_builder = label_builder
 
+    async def _with_stale(self, receipt: Receipt) -> Receipt:
+        """The receipt with the footprint.stale events of its deprecations,
+        read from the state (see :func:`node.events.with_stale_events`)."""
+        applied = receipt.applied
+        if applied is None or not any(e.kind == "footprint.deprecated" for e in applied.events):
+            return receipt
+
+        def run() -> Receipt:
+            with self._ledger.state() as kv:
+                events = with_stale_events(kv, receipt.index, applied.events)
+            return dataclasses.replace(receipt, applied=Applied(applied.op, events))
+
+        return await _read(run)
+
     async def Submit(self, request: log_pb2.SubmitRequest, context: grpc.aio.ServicerContext) -> log_pb2.SubmitResponse:
         if not request.envelope:
             raise MalformedError("envelope", "required")
         receipt, size = await self._committer.submit(request.envelope)
-        return _submit_response(receipt, size)
+        return _submit_response(await self._with_stale(receipt), size)
 
     async def SubmitBatch(
         self, request: log_pb2.SubmitBatchRequest, context: grpc.aio.ServicerContext
@@ -124,7 +139,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
             if isinstance(result, LedgerError):
                 out.append(log_pb2.SubmitResult(rejected=rpc_status_of(result)))
             else:
-                out.append(log_pb2.SubmitResult(accepted=_submit_response(result, size)))
+                out.append(log_pb2.SubmitResult(accepted=_submit_response(await self._with_stale(result), size)))
         return log_pb2.SubmitBatchResponse(results=out)
 
     async def GetEntry(self, request: log_pb2.GetEntryRequest, context: grpc.aio.ServicerContext) -> log_pb2.Entry:

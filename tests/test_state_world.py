@@ -78,6 +78,7 @@ class World:
         self.time = T0
         self.digest = EMPTY_STATE_DIGEST
         self.entries: list[tuple[bytes, int, int]] = []
+        self.writes: list[tuple[bytes, bytes | None]] = []  # the last accepted entry's
         self.signers: dict[str, Signer] = {}
         self.signed = 0  # entries signed so far: their nonces
         if genesis:
@@ -122,6 +123,7 @@ class World:
             assert self.kv.items() == before
             raise
         self.digest = fold_state_digest(self.digest, journal.writes)
+        self.writes = journal.writes
         self.entries.append((entry, self.index, self.time))
         self.index += 1
         return applied

@@ -14,7 +14,7 @@ Key families (``{n}`` = 16 hex digits):
 ``kp/{org}/{n}``          the org's n-th removed key: rotated or revoked, when
 ``k/{vkey}``              which org a key belongs to (keys are never reused)
 ``f/{pf}``                footprint record (lower-case UUID)
-``fd/{up}/{down}``        reverse component edge, for staleness
+``fd/{up}/{down}``        reverse component edge: who a deprecation made stale
 ``fo/{org}/{pf}``         footprints by owner
 ``a/{kind}/next``         next free serial of an asset kind (gec, ccer)
 ``ab/{kind}/{batch}``     batch record

@@ -31,7 +31,7 @@ class ApplyContext:
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something subscribers want to hear about. ``kind`` is e.g.
-    ``footprint.stale``; ``subject`` the footprint id, org id or serial range
+    ``footprint.deprecated``; ``subject`` the footprint id, org id or serial range
     (``gec:100-200``); ``refs`` related ids (accounts touched, downstream ids)."""
 
     kind: str

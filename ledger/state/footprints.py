@@ -1,4 +1,4 @@
-"""Product footprints: publish, re-version, deprecate, attest; staleness.
+"""Product footprints: publish, re-version, deprecate, attest.
 
 A footprint's id is unique forever. A new version lists its predecessors in
 PACT ``precedingPfIds`` (same owner) and deprecates those still Active. All
@@ -6,10 +6,15 @@ versions of one product share a *lineage* (the id of the first version), which
 is what the acyclicity rule is about: a product may not contain, however far
 upstream, another version of itself. Components must exist and be Active when
 referenced, their unit must match the upstream's declared unit, and the
-declared PCF may not be below the sum of upstream contributions. When a
-footprint is deprecated, everything downstream of it, transitively, is marked
-stale and subscribers are told which ids; a footprint published later on a
-stale component carries its marks from the start.
+declared PCF may not be below the sum of upstream contributions.
+
+Staleness is not written here. A footprint is stale when a footprint in its
+upstream graph is deprecated, and since components never change after
+publish, that is computed when asked, by walking the upstream graph
+(``ledger.state.queries.stale_marks``). A deprecation therefore writes the
+deprecated record and nothing downstream: its cost does not grow with the
+number of footprints that use it, and an upstream owner who re-versions
+often makes no work for anyone else's records.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from ledger.errors import PermissionDenied, StateRuleError
 from ledger.records.ops import PcfAttestBody, PcfDeprecateBody, PcfPublishBody
-from ledger.state._codec import SHARED, dec_first, dec_shared, dec_tail, enc, encode_string, key
+from ledger.state._codec import SHARED, dec_first, dec_shared, dec_tail, enc, encode_string
 from ledger.state._tx import Tx
 from ledger.state.units import apply_claims, check_claims
 
@@ -94,9 +99,8 @@ def encode_published(rec: dict[str, Any]) -> bytes:
         ints = (rec["published"], rec["refEnd"], rec["refStart"])
         strs = [rec[k] for k in ("digest", "lineage", "owner", "pcf", "product", "status", "unit", "unitAmount")]
         if (
-            len(rec) != 18
+            len(rec) != 17
             or rec["attestations"] != []
-            or rec["stale"] != []
             or rec["deprecated"] is not None
             or rec["successor"] is not None
             or any(type(v) is not str for v in strs)
@@ -134,7 +138,7 @@ def encode_published(rec: dict[str, Any]) -> bytes:
         f'"components":[{",".join(parts)}],"deprecated":null,"digest":{digest},'
         f'"lineage":{lineage},"owner":{owner},"pcf":{pcf},'
         f'"preceding":[{",".join(map(s, preceding))}],"product":{product},'
-        f'"published":{published},"refEnd":{ref_end},"refStart":{ref_start},"stale":[],'
+        f'"published":{published},"refEnd":{ref_end},"refStart":{ref_start},'
         f'"status":{status},"successor":null,"unit":{unit},"unitAmount":{unit_amount}}}'
     ).encode()
 
@@ -184,34 +188,10 @@ def _check_acyclic(tx: Tx, lineages: set[str], components: list[str]) -> None:
         stack.extend(reversed([c["pf"] for c in rec["components"]]))
 
 
-def _mark_stale(tx: Tx, root: str) -> None:
-    """Mark every footprint downstream of ``root`` stale (breadth first, in key order)."""
-    queue = [root]
-    visited = {root}
-    marked: list[str] = []
-    while queue:
-        up = queue.pop(0)
-        prefix = key("fd", up) + b"/"
-        for k, _ in tx.kv.scan(prefix):
-            down = k[len(prefix) :].decode()
-            if down in visited:
-                continue
-            visited.add(down)
-            rec = tx.get("f", down)
-            assert rec is not None
-            rec["stale"] = [*rec["stale"], {"upstream": up, "root": root, "index": tx.ctx.index}]
-            tx.put_shared(rec, "f", down)
-            marked.append(down)
-            queue.append(down)
-    if marked:
-        tx.emit("footprint.stale", root, *marked)
-
-
 def _deprecate(tx: Tx, pf_id: str, rec: dict[str, Any], successor: str | None) -> None:
     rec.update(status="Deprecated", deprecated=tx.ctx.index, successor=successor)
     tx.put_shared(rec, "f", pf_id)
     tx.emit("footprint.deprecated", pf_id, *((successor,) if successor else ()))
-    _mark_stale(tx, pf_id)
 
 
 def _publish(tx: Tx) -> None:
@@ -241,8 +221,6 @@ def _publish(tx: Tx) -> None:
     # Fractions reduces by a gcd at every step, and the sum is only compared.
     num, den = 0, 1
     components: list[dict[str, str]] = []
-    stale: list[dict[str, Any]] = []
-    stale_roots: set[str] = set()
     for i, comp in enumerate(body.components):
         where = f"body.components[{i}]"
         up_id = comp.pfId.lower()
@@ -258,13 +236,6 @@ def _publish(tx: Tx) -> None:
         else:
             num, den = num * part.denominator + part.numerator * den, den * part.denominator
         components.append({"pf": up_id, "quantity": comp.quantity, "unit": comp.unit})
-        # A component already stale passes its staleness on: this footprint
-        # is downstream of the same deprecated footprints as its siblings
-        # that existed when the deprecation marked them. One mark per root.
-        for mark in up["stale"]:
-            if mark["root"] not in stale_roots:
-                stale_roots.add(mark["root"])
-                stale.append({"upstream": up_id, "root": mark["root"], "index": mark["index"]})
     # (3) No product contains a version of itself. A first version starts a
     # new lineage that nothing existing can reference, so only re-versions
     # need the upstream walk.
@@ -300,7 +271,6 @@ def _publish(tx: Tx) -> None:
         "components": components,
         "claims": {"gec": [[s, e] for s, e, _ in gec], "ccer": [[s, e] for s, e, _ in ccer]},
         "attestations": [],
-        "stale": stale,
     }
     tx.put_shared(record, "f", pf_id, raw=encode_published(record))
     tx.put(tx.ctx.index, "fo", owner, pf_id)

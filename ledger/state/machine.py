@@ -37,7 +37,10 @@ __all__ = ["MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE", "Prepared", "StateMachi
 #: version is checked for cycles against every product line it continues,
 #: GEC units expire at their validity end, and no batch runs past MAX_SERIAL.
 #: v4: a footprint published on a stale component is stale from the start.
-#: v5: an org's past keys leave its record for records of their own
+#: v5: staleness is no longer written: a deprecation stores no marks on the
+#: footprints downstream and a publish inherits none, footprint records lose
+#: their "stale" field, and the queries compute it from the upstream graph;
+#: an org's past keys leave its record for records of their own
 #: (``kp/{org}/{n}``), and rotations no longer stop at 256 past keys.
 #: This code cannot replay an older ledger's digests, so it refuses to open one
 #: (``unknown state machine 'carbonledger/v4'``) rather than fail its audit.

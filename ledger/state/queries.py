@@ -8,12 +8,14 @@ things that do not exist raise :class:`NotFound`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.errors import MalformedError, NotFound, StateRuleError
+from ledger.errors import MalformedError, NotFound, StateRuleError, TooLarge
 from ledger.kv import KV
+from ledger.state import footprints
 from ledger.state._codec import dec, key, n16
 from ledger.state.ranges import HELD, RETIRED, covering
 
@@ -37,8 +39,11 @@ __all__ = [
     "EXPIRED",
     "get_org",
     "get_footprint",
+    "stale_marks",
+    "deprecated_at",
     "footprint_versions",
     "downstream_of",
+    "made_stale_by",
     "get_holdings",
     "unit_runs",
     "account_runs",
@@ -134,8 +139,12 @@ class ComponentRef:
 
 @dataclass(frozen=True, slots=True)
 class StaleMark:
-    upstream: str  # the direct upstream through which staleness arrived
-    root: str  # the footprint whose deprecation caused it
+    """Why a footprint is stale: ``root``, somewhere in its upstream graph,
+    was deprecated. Computed when asked (see :func:`stale_marks`), never
+    stored."""
+
+    upstream: str  # the direct component through which ``root`` is reached
+    root: str  # the deprecated footprint
     index: int  # the entry that deprecated ``root``
 
 
@@ -165,9 +174,11 @@ class FootprintInfo:
 
 
 def get_footprint(kv: KV, pf_id: str) -> FootprintInfo:
+    """Footprint ``pf_id`` as of ``kv``, its staleness included (see
+    :func:`stale_marks`, whose bound this shares: TooLarge past it)."""
     pf_id = pf_id.lower()
     r = _get(kv, "footprint", "f", pf_id)
-    marks = tuple(StaleMark(m["upstream"], m["root"], m["index"]) for m in r["stale"])
+    marks = _stale_marks(kv, pf_id, r)
     return FootprintInfo(
         id=pf_id,
         owner=r["owner"],
@@ -196,23 +207,82 @@ def get_footprint(kv: KV, pf_id: str) -> FootprintInfo:
     )
 
 
+def stale_marks(kv: KV, pf_id: str) -> tuple[StaleMark, ...]:
+    """Why footprint ``pf_id`` is stale as of ``kv``: one mark per deprecated
+    footprint in its upstream graph, however far up, oldest deprecation
+    first (ties in the order found); empty if it is not stale.
+
+    The state machine writes no staleness: components never change after
+    publish, so the upstream graph a footprint had when it was published is
+    the one it has now, and whether any footprint in it is deprecated is
+    read from their records. A deprecation after the state ``kv`` is a
+    snapshot of is not in it, so a snapshot answers as of its own size.
+
+    Breadth first from the footprint's components in their stored order;
+    each upstream footprint is credited to the direct component through
+    which the walk first reaches it: of the components nearest to it, the
+    first in stored order. Reads each upstream footprint once. A re-version
+    walked the same graph when it was published and was refused past
+    ``footprints.MAX_UPSTREAM_WALK`` footprints; a first version was not
+    walked, so a graph past that bound raises TooLarge rather than read on.
+    """
+    pf_id = pf_id.lower()
+    return _stale_marks(kv, pf_id, _get(kv, "footprint", "f", pf_id))
+
+
+def _stale_marks(kv: KV, pf_id: str, rec: dict[str, Any]) -> tuple[StaleMark, ...]:
+    # Read at each call, as the state machine's walks read it.
+    limit = footprints.MAX_UPSTREAM_WALK
+    seen: set[str] = set()
+    queue: deque[tuple[str, str]] = deque()  # (upstream footprint, the component it is reached through)
+
+    def found(pf: str, via: str) -> None:
+        if pf in seen:
+            return
+        seen.add(pf)
+        if len(seen) > limit:
+            raise TooLarge("footprint", f"{pf_id} has more than {limit} footprints upstream to check for staleness")
+        queue.append((pf, via))
+
+    for c in rec["components"]:
+        found(c["pf"], c["pf"])
+    marks: list[StaleMark] = []
+    while queue:
+        pf, via = queue.popleft()
+        up = _get(kv, "footprint", "f", pf)
+        if up["deprecated"] is not None:
+            marks.append(StaleMark(via, pf, up["deprecated"]))
+        for c in up["components"]:
+            found(c["pf"], via)
+    marks.sort(key=lambda m: m.index)  # stable: ties keep the walk's order
+    return tuple(marks)
+
+
+def deprecated_at(kv: KV, pf_id: str) -> int | None:
+    """The index of the entry that deprecated footprint ``pf_id``, or None
+    while it is Active. One read, no staleness walk."""
+    deprecated: int | None = _get(kv, "footprint", "f", pf_id.lower())["deprecated"]
+    return deprecated
+
+
 def footprint_versions(kv: KV, pf_id: str) -> tuple[str, ...]:
     """All versions of the footprint's product, oldest first, following
     predecessors back and successors forward."""
-    info = get_footprint(kv, pf_id)
+    first = pf_id.lower()
+    rec = _get(kv, "footprint", "f", first)
     back: list[str] = []
-    cur = info
-    while cur.preceding:
-        prev = cur.preceding[0]
+    cur = rec
+    while cur["preceding"]:
+        prev = cur["preceding"][0]
         if prev in back:
             break
         back.append(prev)
-        cur = get_footprint(kv, prev)
-    chain = list(reversed(back)) + [info.id]
-    cur = info
-    while cur.successor is not None and cur.successor not in chain:
-        chain.append(cur.successor)
-        cur = get_footprint(kv, cur.successor)
+        cur = _get(kv, "footprint", "f", prev)
+    chain = list(reversed(back)) + [first]
+    cur = rec
+    while cur["successor"] is not None and cur["successor"] not in chain:
+        chain.append(cur["successor"])
+        cur = _get(kv, "footprint", "f", cur["successor"])
     return tuple(chain)
 
 
@@ -220,6 +290,36 @@ def downstream_of(kv: KV, pf_id: str) -> tuple[str, ...]:
     """The footprints that list ``pf_id`` as a direct component."""
     prefix = key("fd", pf_id.lower()) + b"/"
     return tuple(k[len(prefix) :].decode() for k, _ in kv.scan(prefix))
+
+
+def made_stale_by(kv: KV, root: str, index: int) -> tuple[tuple[str, str], ...]:
+    """``(footprint id, owner)`` of each footprint that the deprecation of
+    ``root`` by the entry at ``index`` made stale: those downstream of it,
+    however far, that were published before ``index``. One published later
+    on a stale component was stale from its start; the deprecation changed
+    nothing for it. Breadth first from ``root``, each footprint's direct
+    downstream in key order.
+
+    Reads the whole downstream graph, which nothing bounds (a popular
+    upstream footprint has many users): this serves event derivation, off
+    the sequencer's path, and never the state machine. A footprint reached
+    only through later ones is later too (its components existed when it
+    was published), so the walk stops at those.
+    """
+    out: list[tuple[str, str]] = []
+    queue, seen = deque([root]), {root}
+    while queue:
+        prefix = key("fd", queue.popleft()) + b"/"
+        for k, _ in kv.scan(prefix):
+            down = k[len(prefix) :].decode()
+            if down in seen:
+                continue
+            seen.add(down)
+            rec = _get(kv, "footprint", "f", down)
+            if rec["published"] < index:
+                out.append((down, rec["owner"]))
+                queue.append(down)
+    return tuple(out)
 
 
 # --- units ---------------------------------------------------------------------------
