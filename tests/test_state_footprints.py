@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from ledger.errors import PermissionDenied, StateRuleError
+from ledger.errors import PermissionDenied, StateRuleError, TooLarge
+from ledger.kv import MemoryKV
 from ledger.state import footprints
-from ledger.state.queries import downstream_of, footprint_versions, get_footprint, get_unit
+from ledger.state.queries import (
+    StaleMark,
+    downstream_of,
+    footprint_versions,
+    get_footprint,
+    get_unit,
+    stale_marks,
+)
 from node.events import with_stale_events
 from tests.test_state_world import T0, Y2024, World, pact_doc, pf_uuid
 
@@ -212,3 +222,155 @@ def test_upstream_walks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     err = w.reject(StateRuleError, "version_history_too_large", "pcf.publish", "STEEL", {"footprint": pact_doc("steel-v6", "2", preceding=["steel-v5"])})
     assert err.field == "body.footprint.precedingPfIds"
     assert get_footprint(w.kv, pf_uuid("steel-v5")).status == "Active"
+
+
+class _CountingKV:
+    """A KV that records every key the state machine reads through it."""
+
+    def __init__(self, base: MemoryKV) -> None:
+        self.base = base
+        self.read: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        self.read.append(key)
+        return self.base.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.base.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.base.delete(key)
+
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in self.base.scan(prefix, start):
+            self.read.append(k)
+            yield k, v
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return self.base.items()
+
+
+def _record(w: World, name: str) -> dict[str, Any]:
+    raw = w.kv.get(f"f/{pf_uuid(name)}".encode())
+    assert raw is not None
+    return json.loads(raw)  # type: ignore[no-any-return]
+
+
+def test_a_deprecation_writes_nothing_downstream_yet_all_of_it_reads_stale() -> None:
+    w = World()
+    kg = {"quantity": "1", "unit": "kilogram"}
+    w.publish("STEEL", "steel", "1")
+    w.publish("STEEL", "coil", "1")  # nobody uses it: the yardstick
+    # 300 footprints downstream of steel: a chain of 150 and a fan of 150.
+    n = 150
+    for i in range(1, n + 1):
+        up = "steel" if i == 1 else f"chain{i - 1}"
+        w.publish("PARTS", f"chain{i}", str(i + 1), components=[{"pfId": pf_uuid(up), **kg}])
+        w.publish("CARS", f"fan{i}", "2", components=[{"pfId": pf_uuid("steel"), **kg}])
+    # Reached both through chain3 (3 steps from steel) and fan1 (1 step),
+    # listed in that order: credited to the nearest, fan1. Two components
+    # equally near: the first in stored order.
+    w.publish("CARS", "near", "9", components=[{"pfId": pf_uuid("chain3"), **kg}, {"pfId": pf_uuid("fan1"), **kg}])
+    w.publish("CARS", "tie", "9", components=[{"pfId": pf_uuid("fan2"), **kg}, {"pfId": pf_uuid("fan1"), **kg}])
+    downstream = {f"chain{i}" for i in range(1, n + 1)} | {f"fan{i}" for i in range(1, n + 1)} | {"near", "tie"}
+    downstream_ids = {pf_uuid(name) for name in downstream}
+
+    def reversion(name: str) -> tuple[list[bytes], list[bytes]]:
+        counting = _CountingKV(w.kv)
+        w.kv = counting  # type: ignore[assignment]
+        try:
+            w.publish("STEEL", f"{name}-v2", "1", preceding=[name])
+        finally:
+            w.kv = counting.base
+        return [k for k, _ in w.writes], counting.read
+
+    coil_writes, coil_reads = reversion("coil")
+    steel_writes, steel_reads = reversion("steel")
+    index = w.index - 1
+    # (1) The entry writes the deprecated record and the new version, exactly
+    # as many keys as deprecating a footprint nobody uses, and reads none of
+    # the footprints downstream nor the reverse component index.
+    assert {k for k in steel_writes if k.startswith(b"f/")} == {f"f/{pf_uuid(v)}".encode() for v in ("steel", "steel-v2")}
+    assert len(steel_writes) == len(coil_writes)
+    assert not [k for k in steel_reads if k.startswith(b"fd/") or k.decode().split("/")[-1] in downstream_ids]
+    assert len(steel_reads) == len(coil_reads)
+    # (2) Yet every footprint downstream reads stale, with steel as the root,
+    # this entry as the index, and the component it is reached through.
+    for i in range(1, n + 1):
+        via = "steel" if i == 1 else f"chain{i - 1}"
+        assert get_footprint(w.kv, pf_uuid(f"chain{i}")).stale_marks == (StaleMark(pf_uuid(via), pf_uuid("steel"), index),)
+        assert get_footprint(w.kv, pf_uuid(f"fan{i}")).stale_marks == (StaleMark(pf_uuid("steel"), pf_uuid("steel"), index),)
+    assert get_footprint(w.kv, pf_uuid("near")).stale_marks == (StaleMark(pf_uuid("fan1"), pf_uuid("steel"), index),)
+    assert get_footprint(w.kv, pf_uuid("tie")).stale_marks == (StaleMark(pf_uuid("fan2"), pf_uuid("steel"), index),)
+    assert stale_marks(w.kv, pf_uuid("chain150")) == get_footprint(w.kv, pf_uuid("chain150")).stale_marks
+    # (3) Nothing about staleness is stored: records have no such field.
+    assert all("stale" not in _record(w, name) for name in downstream | {"steel", "steel-v2"})
+    # Upstream is unaffected: the new version and the yardstick's are fresh.
+    assert not get_footprint(w.kv, pf_uuid("steel-v2")).stale and not get_footprint(w.kv, pf_uuid("steel")).stale
+
+
+def test_staleness_follows_every_deprecation_upstream_whenever_published() -> None:
+    w = World()
+    kg = {"quantity": "1", "unit": "kilogram"}
+
+    def comps(*names: str) -> list[dict[str, str]]:
+        return [{"pfId": pf_uuid(name), **kg} for name in names]
+
+    def marks(name: str) -> list[tuple[str, str, int]]:
+        return [(m.upstream, m.root, m.index) for m in get_footprint(w.kv, pf_uuid(name)).stale_marks]
+
+    w.publish("STEEL", "steel", "1")
+    w.publish("STEEL", "paint", "1")
+    w.publish("PARTS", "door", "2", components=comps("steel"))
+    w.publish("CARS", "car", "9", components=comps("door", "paint"))
+    assert marks("car") == [] and not get_footprint(w.kv, pf_uuid("car")).stale
+    # Two re-versions upstream of the car, steel's then the door's: two
+    # marks, two roots, oldest first, both reached through the door.
+    w.publish("STEEL", "steel-v2", "1", preceding=["steel"])
+    i1 = w.index - 1
+    w.publish("PARTS", "door-v2", "2", preceding=["door"], components=comps("steel-v2"))
+    i2 = w.index - 1
+    assert marks("car") == [(pf_uuid("door"), pf_uuid("steel"), i1), (pf_uuid("door"), pf_uuid("door"), i2)]
+    assert marks("door") == [(pf_uuid("steel"), pf_uuid("steel"), i1)]
+    # A plain pcf.deprecate of a direct component counts the same.
+    w.ok("pcf.deprecate", "STEEL", {"pfId": pf_uuid("paint"), "reason": "recalculated"})
+    i3 = w.index - 1
+    assert marks("car")[-1] == (pf_uuid("paint"), pf_uuid("paint"), i3) and len(marks("car")) == 3
+    # Published later on the stale (still Active) car: stale from the start,
+    # with the car's roots, through the car.
+    w.publish("CARS", "fleet", "20", components=comps("car"))
+    assert marks("fleet") == [(pf_uuid("car"), r, i) for _, r, i in marks("car")]
+    # Published after steel's deprecation on its Active new version, or on
+    # the new door: not stale, until that version is deprecated in turn.
+    w.publish("PARTS", "hinge", "2", components=comps("steel-v2"))
+    w.publish("CARS", "car-v2", "9", preceding=["car"], components=comps("door-v2"))
+    i_car = w.index - 1
+    assert marks("hinge") == [] and marks("door-v2") == [] and marks("car-v2") == []
+    w.publish("STEEL", "steel-v3", "1", preceding=["steel-v2"])
+    i4 = w.index - 1
+    assert marks("hinge") == [(pf_uuid("steel-v2"), pf_uuid("steel-v2"), i4)]
+    assert marks("car-v2") == [(pf_uuid("door-v2"), pf_uuid("steel-v2"), i4)]
+    # The deprecated car keeps its marks (being deprecated does not make a
+    # footprint's upstream current), and the fleet gains the car's own.
+    assert len(marks("car")) == 3
+    assert marks("fleet") == [(pf_uuid("car"), r, i) for _, r, i in marks("car")] + [(pf_uuid("car"), pf_uuid("car"), i_car)]
+
+
+def test_the_staleness_walk_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bounded by construction for a re-version, whose upstream graph was
+    # walked at publish under the same bound; a chain of first versions was
+    # not walked, and its reader refuses rather than reads on.
+    monkeypatch.setattr(footprints, "MAX_UPSTREAM_WALK", 3)
+    w = World()
+    kg = {"quantity": "1", "unit": "kilogram"}
+    w.publish("STEEL", "a", "1")
+    for up, name in (("a", "b"), ("b", "c"), ("c", "d"), ("d", "e")):
+        w.publish("STEEL", name, "1", components=[{"pfId": pf_uuid(up), **kg}])
+    assert not get_footprint(w.kv, pf_uuid("d")).stale  # c, b, a: three, the most allowed
+    with pytest.raises(TooLarge, match="more than 3 footprints upstream"):
+        get_footprint(w.kv, pf_uuid("e"))
+    w.publish("PARTS", "part", "1")
+    w.publish("PARTS", "part-v2", "1", preceding=["part"], components=[{"pfId": pf_uuid("c"), **kg}])
+    w.reject(StateRuleError, "component_graph_too_large", "pcf.publish", "PARTS", {"footprint": pact_doc("part-v3", "1", preceding=["part-v2"]), "components": [{"pfId": pf_uuid("d"), **kg}]})
+    w.ok("pcf.deprecate", "STEEL", {"pfId": pf_uuid("a"), "reason": "x"})
+    assert [m.root for m in get_footprint(w.kv, pf_uuid("part-v2")).stale_marks] == [pf_uuid("a")]
