@@ -135,6 +135,11 @@ def test_subscribe_replays_history_then_streams_live(client: LedgerClient, world
     # Live, filtered by account: PARTS hears that its bracket went stale.
     live = client.subscribe(node.ledger.size, kinds=["footprint.stale"], accounts=["PARTS"], timeout=20)
     dep = client.submit(world.deprecate("STEEL", "steel"))
+    # The submitter's receipt names the footprints that went stale too.
+    assert [(e.kind, e.subject, e.refs) for e in dep.events if e.kind.startswith("footprint.")] == [
+        ("footprint.deprecated", pf_uuid("steel"), ()),
+        ("footprint.stale", pf_uuid("steel"), (pf_uuid("bracket"),)),
+    ]
     ev = next(live)
     assert (ev.index, ev.kind, ev.subject) == (dep.index, "footprint.stale", pf_uuid("steel"))
     assert ev.refs == (pf_uuid("bracket"), "PARTS")
