@@ -8,18 +8,27 @@ import copy
 import hashlib
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger.envelope import pae, parse_envelope, verified_keys
-from ledger.errors import LedgerError, MalformedError, PermissionDenied, StateRuleError
+from ledger.errors import (
+    LedgerError,
+    MalformedError,
+    PermissionDenied,
+    StateRuleError,
+    StorageError,
+)
 from ledger.keys import Signer
 from ledger.kv import EMPTY_STATE_DIGEST, Journal, MemoryKV, fold_state_digest
+from ledger.log import Ledger
 from ledger.records.build import org_spec, signed_op
-from ledger.state import Applied, Prepared, StateMachine
+from ledger.state import MACHINE_ID, Applied, Prepared, StateMachine
 from ledger.state.machine import _FORGET_EVERY, MAX_OP_AGE
 from ledger.state.queries import get_holdings
+from ledger.state_machines import machine_for
 from tests.test_records import PACT_V3_EXAMPLE
 
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
@@ -291,3 +300,24 @@ def test_prepare_rejects_what_apply_rejects() -> None:
     assert w.machine.prepare(bytes(entry), verify=True).verified == frozenset()
     with pytest.raises(PermissionDenied):
         w.apply_prepared(bytes(entry), verify=True)
+
+
+class _OlderRules(StateMachine):
+    """A stand-in for an older build: only the id it records differs."""
+
+    def __init__(self, machine_id: str) -> None:
+        self.machine_id = machine_id
+
+
+@pytest.mark.parametrize("older", ["carbonledger/v1", "carbonledger/v2", "carbonledger/v3", "carbonledger/v4"])
+def test_ledgers_of_older_state_machines_are_refused_by_name(tmp_path: Path, older: str) -> None:
+    # v5 stores no stale marks in footprint records, so the state digests of
+    # a v4 ledger (like those of each earlier version) cannot be replayed.
+    assert MACHINE_ID == "carbonledger/v5"
+    with pytest.raises(StorageError, match=f"unknown state machine '{older}'; this build runs 'carbonledger/v5'"):
+        machine_for(older)
+    signer = Signer.from_seed("example.org/carbon", bytes(32))
+    Ledger.open(tmp_path / "l", signer=signer, machine=_OlderRules(older)).close()
+    with pytest.raises(StorageError, match=f"ledger machine is '{older}', but was opened with 'carbonledger/v5'"):
+        Ledger.open(tmp_path / "l", signer=signer, machine=StateMachine())
+    assert machine_for(MACHINE_ID) is not None
