@@ -151,17 +151,6 @@ def test_lmdb_refuses_another_signer(tmp_path: Path) -> None:
         Ledger.open(tmp_path / "l", signer=Signer.generate("example.org/carbon"))
 
 
-def test_a_ledger_of_older_rules_is_refused_by_name() -> None:
-    # Its state digests cannot be replayed by these rules (see MACHINE_ID).
-    from ledger.state import MACHINE_ID
-    from ledger.state_machines import machine_for
-
-    assert machine_for(MACHINE_ID) is not None and machine_for("none") is None
-    for old in ("carbonledger/v4", "carbonledger/v3"):
-        with pytest.raises(StorageError, match=f"unknown state machine '{old}'; this build runs '{MACHINE_ID}'"):
-            machine_for(old)
-
-
 def test_lmdb_grows_past_its_map_size(tmp_path: Path) -> None:
     with Ledger.open(tmp_path / "l", signer=SIGNER, map_size=256 << 10) as led:
         start = led.store.map_size  # type: ignore[attr-defined]
