@@ -325,18 +325,32 @@ def _compare(rows: Sequence[BookRow], view: _View) -> list[Mismatch]:
                 "units not issued", (), i,
             ))  # fmt: skip
     for (account, kind), ranges in sorted(covered.items()):
-        ranges.sort()
-        for s, e, _owner, _status, batch, last in view.held(account, kind):
-            cursor = s
-            for rs, re_ in ranges:
-                if re_ <= cursor or rs >= e:
-                    continue
-                if rs > cursor:
-                    out.append(_missing(account, kind, batch, last, cursor, rs))
-                cursor = max(cursor, re_)
-            if cursor < e:
-                out.append(_missing(account, kind, batch, last, cursor, e))
+        out.extend(_missing_from_books(account, kind, ranges, view))
     return out
+
+
+def _missing_from_books(account: str, kind: str, ranges: list[tuple[int, int]], view: _View) -> Iterator[Mismatch]:
+    """The units ``account`` holds that none of its serial ``ranges`` lists.
+
+    Requires ``ranges`` to be disjoint (``_check_no_unit_twice``), so that,
+    sorted by start, their ends are sorted too: each held run bisects to the
+    first range ending past its start and walks only the ranges it meets.
+    That costs O((runs + rows) log rows), where comparing every run with
+    every row cost O(runs x rows).
+    """
+    ranges.sort()
+    ends = [re_ for _, re_ in ranges]
+    for s, e, _owner, _status, batch, last in view.held(account, kind):
+        cursor = s
+        i = bisect.bisect_right(ends, s)
+        while i < len(ranges) and ranges[i][0] < e:
+            rs, re_ = ranges[i]
+            if rs > cursor:
+                yield _missing(account, kind, batch, last, cursor, rs)
+            cursor = max(cursor, re_)
+            i += 1
+        if cursor < e:
+            yield _missing(account, kind, batch, last, cursor, e)
 
 
 def _missing(account: str, kind: str, batch: str, last: int, s: int, e: int) -> Mismatch:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ledger.errors import LedgerError, MalformedError, NotFound
 from ledger.kv import MemoryKV
-from ledger.state.queries import get_batch, unit_runs
+from ledger.state.queries import account_runs, get_batch, unit_runs
 from node.reconcile import (
     AMOUNT_DIFFERS,
     MISSING_FROM_BOOKS,
@@ -274,3 +274,42 @@ def test_units_past_their_validity_end_are_expired_not_held(tmp_path: Path) -> N
         assert Reconciler(led).reconcile(books, before) == (before, [])
     finally:
         led.close()  # type: ignore[attr-defined]
+
+
+def test_missing_from_books_with_many_rows_matches_unit_sets() -> None:
+    # Thousands of serial rows for one account, against holdings cut into
+    # many runs: the units reported missing from the books must be exactly
+    # the units held minus those listed, each once, and every one inside a
+    # single held run (its proving entry is that run's last change).
+    rng = random.Random(7)
+    w = World()
+    w.gec_project(capacity_kw=10**7)
+    w.gec_issue("B0", 20_000, period=(Y2024[0], Y2024[0] + DAY))
+    # GEN sends every third block of 40 units away and gets half of each
+    # back: its holdings become many runs, last changed by different entries.
+    for start in range(0, 20_000, 120):
+        w.ok("gec.transfer", "GEN", {"start": start, "end": start + 40, "to": "STEEL"})
+        w.ok("gec.transfer", "STEEL", {"start": start + 20, "end": start + 40, "to": "GEN"})
+    rows, cursor = [], 0
+    while cursor < 20_500:  # past the last serial issued, too
+        length = rng.randint(1, 9)
+        if rng.random() < 0.6:
+            rows.append(BookRow("GEN", "gec", "", cursor, cursor + length))
+        cursor += length + rng.choice([0, 0, 1, 3])
+    rng.shuffle(rows)
+    assert len(rows) > 2_000
+    changes = {"gec": LastChanges("gec")}
+    changes["gec"].advance(w.kv, w.index)
+    got = reconcile_current(w.kv, rows, changes)
+    assert got == reconcile(w.kv, rows, w.index)
+    held_runs = [(r.start, r.end) for r in account_runs(w.kv, "GEN", "gec") if r.status == "held"]
+    held = {u for s, e in held_runs for u in range(s, e)}
+    listed = {u for r in rows for u in range(r.start, r.end)}
+    missing = [m for m in got if m.kind == MISSING_FROM_BOOKS]
+    reported = [u for m in missing for u in range(m.start, m.end)]
+    assert len(reported) == len(set(reported))
+    assert set(reported) == held - listed and len(reported) > 1_000
+    for m in missing:
+        assert m.account == "GEN" and m.row == -1 and m.ledger_amount == m.end - m.start
+        assert any(s <= m.start and m.end <= e for s, e in held_runs)
+        assert len(m.proving_indexes) == 1
