@@ -10,7 +10,10 @@ Exit codes of every verb:
   reconciliation with mismatches;
 - 2: bad input: a missing or unreadable file, bad JSON, a bad range or date,
   or a request the node refused as malformed;
-- 3: the node could not be reached or failed (UNAVAILABLE, deadline, INTERNAL).
+- 3: the node could not be reached or failed (UNAVAILABLE, deadline, INTERNAL);
+- 4: ``reconcile --policy`` only: the node's answer did not verify (its
+  checkpoint, or a proving entry's inclusion or relevance), so no verdict on
+  the books is given: it must not read as 1, "mismatches found".
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_NO",
     "EXIT_NODE",
+    "EXIT_UNVERIFIED",
     "UsageError",
     "add_node_options",
     "add_signer_options",
@@ -41,6 +45,7 @@ __all__ = [
     "emit",
     "exit_code",
     "index_or_size",
+    "load_policy",
     "load_signer",
     "parse_range",
     "parse_time",
@@ -57,6 +62,7 @@ DEFAULT_NODE = "127.0.0.1:7400"
 EXIT_NO = 1
 EXIT_BAD_INPUT = 2
 EXIT_NODE = 3
+EXIT_UNVERIFIED = 4
 
 
 class UsageError(LedgerError):
@@ -189,6 +195,17 @@ def load_signer(path: str) -> Any:
         return Signer.from_key(text)
     except MalformedError as exc:
         raise UsageError(f"key file {path}: {exc.reason}") from None
+
+
+def load_policy(path: str) -> Any:
+    """The C2SP tlog-policy in file ``path`` (a ``ledger.policy.Policy``); a
+    UsageError naming the file and line if it cannot be read or parsed."""
+    from ledger.policy import MAX_POLICY_SIZE, parse_policy
+
+    try:
+        return parse_policy(read_text(path, "policy file", MAX_POLICY_SIZE))
+    except MalformedError as exc:
+        raise UsageError(f"policy file {path}: {exc.what}: {exc.reason}") from None
 
 
 def load_vkey(text_or_path: str) -> str:
@@ -348,7 +365,10 @@ def progress(args: argparse.Namespace, *, total: int | None = None, unit: str = 
 
 def exit_code(exc: LedgerError) -> int:
     from client.errors import RpcFailure
+    from client.reconcile_evidence import AnswerNotVerified
 
+    if isinstance(exc, AnswerNotVerified):
+        return EXIT_UNVERIFIED
     if isinstance(exc, (UsageError, MalformedError)):
         return EXIT_BAD_INPUT
     if isinstance(exc, RpcFailure):
@@ -380,7 +400,7 @@ def report_error(exc: LedgerError, *, json_output: bool = False) -> int:
     print(f"carbonledger: {line}", file=sys.stderr)
     if json_output:
         err: dict[str, Any] = {"type": type(exc).__name__, "message": line}
-        for attr in ("rule", "field", "detail", "what", "reason", "kind", "key"):
+        for attr in ("rule", "field", "detail", "what", "reason", "kind", "key", "check", "index"):
             value = getattr(exc, attr, None)
             if isinstance(value, (str, int)):
                 err[attr] = value

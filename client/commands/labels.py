@@ -23,9 +23,9 @@ from client.commands._common import (
     connect,
     emit,
     index_or_size,
+    load_policy,
     load_vkey,
     read_bytes,
-    read_text,
 )
 from ledger.errors import VerificationError
 
@@ -60,16 +60,6 @@ def _report_dict(report: Any) -> Any:
     return plain(dataclasses.asdict(report))
 
 
-def _load_policy(path: str) -> Any:
-    from ledger.errors import MalformedError
-    from ledger.policy import MAX_POLICY_SIZE, parse_policy
-
-    try:
-        return parse_policy(read_text(path, "policy file", MAX_POLICY_SIZE))
-    except MalformedError as exc:
-        raise UsageError(f"policy file {path}: {exc.what}: {exc.reason}") from None
-
-
 # A PACT v3 ProductFootprint id: a UUID written as PACT writes it (8-4-4-4-12).
 _PF_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -86,7 +76,7 @@ def _verify(args: argparse.Namespace, data: bytes, policy_path: str, expect_pf_i
     from client.label import check_footprint_id, check_not_deprecated, verify_label
     from ledger.errors import MalformedError
 
-    policy = _load_policy(policy_path)
+    policy = load_policy(policy_path)
     try:
         report = verify_label(data, policy, require_attestation=args.require_attestation)
     except MalformedError as exc:
