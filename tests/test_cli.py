@@ -270,6 +270,11 @@ def test_supplier_verifier_issuer_holder_buyer_exchange_flows(cli: Cli) -> None:
     assert sorted(p.name for p in (tmp / "proofs").iterdir())
     out, _ = cli("reconcile", str(books_json), code=1)
     assert "(held by STEEL); proving entries: " in out and "2 mismatch(es) in 2 rows" in out
+    assert "NOT VERIFIED" in out
+    # The same, checked against the buyer's policy: the same answer, verified.
+    checked = cli.json("reconcile", str(books_json), "--size", str(size), "--policy", str(policy_file), code=1)
+    assert checked["verified"] is True and checked["mismatches"] == got["mismatches"]
+    assert cli.json("reconcile", str(books), "--policy", str(policy_file))["verified"] is True
 
 
 def test_holdings_shows_expired_units_apart_from_held(
@@ -429,12 +434,16 @@ def test_demo_seed_then_label_get_and_verify(cli: Cli, node: RunningNode) -> Non
     assert "Offsets:      500 tCO2e" in out and "Hot-rolled steel coil" in out
     # The exchange's demo books carry one deliberate mismatch.
     recon = cli.json("reconcile", got["books_file"], code=1)
-    assert [m["kind"] for m in recon["mismatches"]] == ["NOT_HELD_ON_LEDGER"]
+    assert [m["kind"] for m in recon["mismatches"]] == ["NOT_HELD_ON_LEDGER"] and recon["verified"] is False
+    # With the demo's policy, as the hint printed by demo-seed runs it.
+    verified = cli.json("reconcile", got["books_file"], "--policy", got["policy_file"], code=1)
+    assert verified["verified"] is True and verified["mismatches"] == recon["mismatches"]
     # Re-running is idempotent and prints the label commands again.
     size = node.ledger.size
     out, _ = cli("demo-seed", "--dir", str(node_dir), "--cli", ".venv/bin/carbonledger", "--check-label")
     assert out.startswith("already seeded") and node.ledger.size == size
     assert f".venv/bin/carbonledger label get {door}" in out and "label check: ok" in out
+    assert f"reconcile {got['books_file']} --policy {got['policy_file']} --node" in out
 
 
 def test_console_script_dispatches_client_verbs(cli: Cli) -> None:

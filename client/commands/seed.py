@@ -52,7 +52,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         "more:",
         f"  {cli} footprint show {door} --node {node}",
         f"  {cli} holdings {result.orgs['parts']} --node {node}",
-        f"  {cli} reconcile {result.books_file} --node {node}    # one deliberate mismatch: exit 1",
+        f"  {cli} reconcile {result.books_file} --policy {result.policy_file} --node {node}    # one deliberate mismatch: exit 1",
         f"  {cli} watch --from 0 --count 10 --node {node}",
     ]
     if label_ok is not None:
