@@ -46,6 +46,7 @@ def footprint(f: queries.FootprintInfo) -> query_pb2.Footprint:
         owner=f.owner,
         status=f.status,
         stale=f.stale,
+        stale_incomplete=f.stale_incomplete,
         stale_marks=[query_pb2.StaleMark(upstream=m.upstream, root=m.root, index=m.index) for m in f.stale_marks],
         product_name=f.product_name,
         unit=f.unit,

@@ -146,6 +146,18 @@ def test_org_show_says_how_many_past_keys_it_leaves_out() -> None:
     assert "not listed" not in _org_lines({**org, "past_keys": 64})
 
 
+def test_footprint_show_says_when_staleness_was_not_fully_checked() -> None:
+    from carbonledger.v1 import query_pb2
+    from client.commands.footprints import footprint_dict, footprint_lines
+
+    f = query_pb2.Footprint(id="x", owner="STEEL", status="Active", product_name="coil", unit="kilogram",
+                            unit_amount="1", pcf="1.5", stale_incomplete=True)  # fmt: skip
+    shown = footprint_dict(f)
+    assert shown["stale_incomplete"] is True and shown["stale"] is False
+    assert "staleness not fully checked" in footprint_lines(shown)
+    assert "not fully checked" not in footprint_lines({**shown, "stale_incomplete": False})
+
+
 def test_supplier_verifier_issuer_holder_buyer_exchange_flows(cli: Cli) -> None:
     register_orgs(cli)
     now = int(time.time())

@@ -118,6 +118,23 @@ def test_state_queries(client: LedgerClient, world: Net, node: RunningNode) -> N
     assert sorted(listed) == sorted([pf_uuid("steel"), pf_uuid("rebar")]) and len(listed) == 2
 
 
+def test_a_footprint_past_the_staleness_walk_is_answered_and_listed(
+    client: LedgerClient, world: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger.state import footprints
+
+    monkeypatch.setattr(footprints, "MAX_UPSTREAM_WALK", 1)  # the node runs in this process
+    kg = [{"quantity": "1", "unit": "kilogram"}]
+    client.submit(world.publish("STEEL", "steel", "1.5"))
+    client.submit(world.publish("PARTS", "bracket", "4", components=[{"pfId": pf_uuid("steel"), **kg[0]}]))
+    client.submit(world.publish("PARTS", "hinge", "5", components=[{"pfId": pf_uuid("bracket"), **kg[0]}]))
+    hinge = client.footprint(pf_uuid("hinge"))
+    assert (hinge.stale, hinge.stale_incomplete) == (False, True)
+    assert not client.footprint(pf_uuid("bracket")).stale_incomplete
+    listed = {f.id: f.stale_incomplete for f in client.footprints("PARTS")}
+    assert listed == {pf_uuid("bracket"): False, pf_uuid("hinge"): True}
+
+
 def test_subscribe_replays_history_then_streams_live(client: LedgerClient, world: Net, node: RunningNode) -> None:
     client.submit(world.publish("STEEL", "steel", "1.5"))
     comp = [{"pfId": pf_uuid("steel"), "quantity": "2", "unit": "kilogram"}]

@@ -366,11 +366,21 @@ def test_the_staleness_walk_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     w.publish("STEEL", "a", "1")
     for up, name in (("a", "b"), ("b", "c"), ("c", "d"), ("d", "e")):
         w.publish("STEEL", name, "1", components=[{"pfId": pf_uuid(up), **kg}])
-    assert not get_footprint(w.kv, pf_uuid("d")).stale  # c, b, a: three, the most allowed
+    d = get_footprint(w.kv, pf_uuid("d"))  # c, b, a: three, the most walked
+    assert not d.stale and not d.stale_incomplete
     with pytest.raises(TooLarge, match="more than 3 footprints upstream"):
-        get_footprint(w.kv, pf_uuid("e"))
+        stale_marks(w.kv, pf_uuid("e"))
+    # The footprint itself is still answered, saying its staleness was not
+    # fully checked; a deprecation within the bound still shows.
+    e = get_footprint(w.kv, pf_uuid("e"))
+    assert (e.stale, e.stale_incomplete, e.stale_marks) == (False, True, ())
     w.publish("PARTS", "part", "1")
     w.publish("PARTS", "part-v2", "1", preceding=["part"], components=[{"pfId": pf_uuid("c"), **kg}])
     w.reject(StateRuleError, "component_graph_too_large", "pcf.publish", "PARTS", {"footprint": pact_doc("part-v3", "1", preceding=["part-v2"]), "components": [{"pfId": pf_uuid("d"), **kg}]})
     w.ok("pcf.deprecate", "STEEL", {"pfId": pf_uuid("a"), "reason": "x"})
     assert [m.root for m in get_footprint(w.kv, pf_uuid("part-v2")).stale_marks] == [pf_uuid("a")]
+    # e's walk reads d, c and b: a's deprecation lies beyond it, c's within.
+    assert get_footprint(w.kv, pf_uuid("e")).stale_marks == ()
+    w.ok("pcf.deprecate", "STEEL", {"pfId": pf_uuid("c"), "reason": "x"})
+    e = get_footprint(w.kv, pf_uuid("e"))
+    assert (e.stale, e.stale_incomplete, [m.root for m in e.stale_marks]) == (True, True, [pf_uuid("c")])

@@ -101,7 +101,7 @@ def cmd_deprecate(args: argparse.Namespace) -> int:
 
 def footprint_dict(f: Any) -> dict[str, Any]:
     return {
-        "id": f.id, "owner": f.owner, "status": f.status, "stale": f.stale,
+        "id": f.id, "owner": f.owner, "status": f.status, "stale": f.stale, "stale_incomplete": f.stale_incomplete,
         "stale_marks": [{"upstream": m.upstream, "root": m.root, "index": m.index} for m in f.stale_marks],
         "product_name": f.product_name, "unit": f.unit, "unit_amount": f.unit_amount, "pcf": f.pcf,
         "reference_start": f.reference_start, "reference_end": f.reference_end,
@@ -118,7 +118,10 @@ def footprint_dict(f: Any) -> dict[str, Any]:
 
 
 def footprint_lines(f: dict[str, Any]) -> str:
-    status = f["status"] + (" (stale: an upstream footprint was re-versioned)" if f["stale"] else "")
+    status = f["status"] + (" (stale: an upstream footprint was deprecated)" if f["stale"] else "")
+    if f["stale_incomplete"]:
+        status += (" (staleness not fully checked: more footprints upstream than a query walks;"
+                   " a deprecation beyond them would not show)")
     lines = [
         f"{f['product_name']}  [{f['id']}]",
         f"  owner:      {f['owner']}",

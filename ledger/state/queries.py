@@ -155,6 +155,10 @@ class FootprintInfo:
     status: str
     stale: bool
     stale_marks: tuple[StaleMark, ...]
+    # True when the upstream graph is larger than the staleness walk reads
+    # (MAX_UPSTREAM_WALK footprints): the marks are those found within it,
+    # and one not found may lie beyond.
+    stale_incomplete: bool
     product_name: str
     unit: str
     unit_amount: str
@@ -175,16 +179,17 @@ class FootprintInfo:
 
 def get_footprint(kv: KV, pf_id: str) -> FootprintInfo:
     """Footprint ``pf_id`` as of ``kv``, its staleness included (see
-    :func:`stale_marks`, whose bound this shares: TooLarge past it)."""
+    :func:`stale_marks`; past its bound, ``stale_incomplete`` says so)."""
     pf_id = pf_id.lower()
     r = _get(kv, "footprint", "f", pf_id)
-    marks = _stale_marks(kv, pf_id, r)
+    marks, complete = _stale_marks(kv, r)
     return FootprintInfo(
         id=pf_id,
         owner=r["owner"],
         status=r["status"],
         stale=bool(marks),
         stale_marks=marks,
+        stale_incomplete=not complete,
         product_name=r["product"],
         unit=r["unit"],
         unit_amount=r["unitAmount"],
@@ -221,27 +226,39 @@ def stale_marks(kv: KV, pf_id: str) -> tuple[StaleMark, ...]:
     Breadth first from the footprint's components in their stored order;
     each upstream footprint is credited to the direct component through
     which the walk first reaches it: of the components nearest to it, the
-    first in stored order. Reads each upstream footprint once. A re-version
-    walked the same graph when it was published and was refused past
-    ``footprints.MAX_UPSTREAM_WALK`` footprints; a first version was not
-    walked, so a graph past that bound raises TooLarge rather than read on.
+    first in stored order. Reads each upstream footprint once, and at most
+    ``footprints.MAX_UPSTREAM_WALK`` of them. A re-version walked the same
+    graph when it was published and was refused past that bound; a first
+    version was not walked, and a graph past the bound raises TooLarge here
+    (:func:`get_footprint` answers with the marks it found and
+    ``stale_incomplete`` instead, so that one such footprint does not fail
+    a page of an owner's footprints).
     """
     pf_id = pf_id.lower()
-    return _stale_marks(kv, pf_id, _get(kv, "footprint", "f", pf_id))
+    marks, complete = _stale_marks(kv, _get(kv, "footprint", "f", pf_id))
+    if not complete:
+        limit = footprints.MAX_UPSTREAM_WALK
+        raise TooLarge("footprint", f"{pf_id} has more than {limit} footprints upstream to check for staleness")
+    return marks
 
 
-def _stale_marks(kv: KV, pf_id: str, rec: dict[str, Any]) -> tuple[StaleMark, ...]:
+def _stale_marks(kv: KV, rec: dict[str, Any]) -> tuple[tuple[StaleMark, ...], bool]:
+    """The marks found within the walk's bound, and whether the walk
+    reached the whole upstream graph."""
     # Read at each call, as the state machine's walks read it.
     limit = footprints.MAX_UPSTREAM_WALK
     seen: set[str] = set()
     queue: deque[tuple[str, str]] = deque()  # (upstream footprint, the component it is reached through)
+    complete = True
 
     def found(pf: str, via: str) -> None:
+        nonlocal complete
         if pf in seen:
             return
+        if len(seen) == limit:
+            complete = False  # beyond the bound: not read
+            return
         seen.add(pf)
-        if len(seen) > limit:
-            raise TooLarge("footprint", f"{pf_id} has more than {limit} footprints upstream to check for staleness")
         queue.append((pf, via))
 
     for c in rec["components"]:
@@ -255,7 +272,7 @@ def _stale_marks(kv: KV, pf_id: str, rec: dict[str, Any]) -> tuple[StaleMark, ..
         for c in up["components"]:
             found(c["pf"], via)
     marks.sort(key=lambda m: m.index)  # stable: ties keep the walk's order
-    return tuple(marks)
+    return tuple(marks), complete
 
 
 def deprecated_at(kv: KV, pf_id: str) -> int | None:
