@@ -208,6 +208,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 "committer_factory": cluster.committer_factory,
                 "register": cluster.register,
                 "label_builder": cluster.label_builder,
+                "reconcile_checkpoint": cluster.reconcile_checkpoint,
             }
         # Bounds not given on the command line are the committer's defaults.
         bounds = {k: getattr(args, k) for k in ("max_pending", "max_pending_bytes") if getattr(args, k) is not None}

@@ -15,6 +15,7 @@ cosignatures the node collects.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,15 @@ class ClusterNode:
         verify under the cluster's k-of-n policy."""
         cosigned = self.collector.cosigned_at_most if self.collector is not None else (lambda size: None)
         return witnessed_label_builder(cosigned)(ledger, footprint_id, tree_size)
+
+    async def reconcile_checkpoint(self, size: int) -> str:
+        """The checkpoint a reconciliation at ``size`` answers with: cosigned
+        by the witnesses that can cosign it now, so that an exchange's
+        ``reconcile --policy`` can check it against the cluster's k-of-n
+        policy."""
+        if self.collector is None:
+            return await asyncio.to_thread(self.ledger.checkpoint, size)
+        return await self.collector.cosigned_note(size)
 
     def register(self, server: grpc.aio.Server, committer: GroupCommitter) -> list[str]:
         status = self.replicator.fill_status if self.replicator is not None else None

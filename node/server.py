@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,7 @@ def create_server(
     metrics_port: int | None = None,
     committer_factory: Callable[..., GroupCommitter] = GroupCommitter,
     register: Callable[[grpc.aio.Server, GroupCommitter], Sequence[str]] | None = None,
+    reconcile_checkpoint: Callable[[int], Awaitable[str]] | None = None,
 ) -> tuple[NodeServer, int]:
     """Build a node serving ``ledger`` on ``address`` (``host:0`` picks a port).
 
@@ -199,7 +200,9 @@ def create_server(
     Several nodes (issue 6): ``committer_factory`` builds the committer (with
     the same arguments as :class:`GroupCommitter`), so that replication can put
     its ordering service in front of the ledger; ``register(server,
-    committer)`` adds more services and returns their full names.
+    committer)`` adds more services and returns their full names;
+    ``reconcile_checkpoint(size)`` gives the (cosigned) checkpoint a
+    reconciliation at ``size`` answers with.
     """
     metrics = NodeMetrics()
     if verify_processes is None:
@@ -224,7 +227,7 @@ def create_server(
         log_pb2_grpc.add_LogServicer_to_server(LogServicer(ledger, committer, label_builder), server)
         query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(ledger), server)
         events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(ledger, signal), server)
-        reconcile_pb2_grpc.add_ReconcileServicer_to_server(ReconcileServicer(ledger), server)
+        reconcile_pb2_grpc.add_ReconcileServicer_to_server(ReconcileServicer(ledger, reconcile_checkpoint), server)
         extra: Sequence[str] = register(server, committer) if register is not None else ()
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -345,12 +345,17 @@ class ReconcileServicer(reconcile_pb2_grpc.ReconcileServicer):
     """Reconciliation runs in its own two threads, not the shared read pool:
     an exchange's big books (or an old tree size, which is replayed) must
     not hold up proofs and queries, and calls at the latest size take the
-    reconciler's lock in turn."""
+    reconciler's lock in turn.
 
-    def __init__(self, ledger: Ledger) -> None:
+    ``checkpoint_at(size)``, if given, gives the checkpoint an answer at
+    ``size`` carries, e.g. with the cluster's witness cosignatures, so that
+    an exchange can check it against a k-of-n tlog-policy."""
+
+    def __init__(self, ledger: Ledger, checkpoint_at: Callable[[int], Awaitable[str]] | None = None) -> None:
         self._ledger = ledger
         self._reconciler = Reconciler(ledger)
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="reconcile")
+        self._checkpoint_at = checkpoint_at
 
     async def Reconcile(
         self, request: reconcile_pb2.ReconcileRequest, context: grpc.aio.ServicerContext
@@ -368,7 +373,10 @@ class ReconcileServicer(reconcile_pb2_grpc.ReconcileServicer):
         rows = [BookRow(r.account, r.kind, r.batch, r.start, r.end, r.amount) for r in request.rows]
         loop = asyncio.get_running_loop()
         size, mismatches = await loop.run_in_executor(self._pool, self._reconciler.reconcile, rows, size)
-        note = await _read(self._reconciler.checkpoint, size)
+        if self._checkpoint_at is not None:
+            note = await self._checkpoint_at(size)
+        else:
+            note = await _read(self._reconciler.checkpoint, size)
         page = mismatches[offset : offset + limit]
         more = offset + limit < len(mismatches)
         token = paging.encode_token("reconcile", f"{size}:{offset + limit}") if more else ""

@@ -9,7 +9,9 @@ cosignature that verifies under a trusted witness key is merged into the
 note; the newest notes with their cosignatures are kept, so that proofs and
 labels can carry them (:meth:`CosignCollector.best`), and catching-up peers
 are served blocks up to the newest one the cluster's policy accepts
-(:meth:`CosignCollector.newest_meeting`). A peer's refusal is recorded with its reason
+(:meth:`CosignCollector.newest_meeting`). An answer given at one exact size
+(a reconciliation) gets that size cosigned on demand
+(:meth:`CosignCollector.cosigned_note`). A peer's refusal is recorded with its reason
 (``refusals``) and logged: a fork refusal means this node's log differs from
 what its peers built, which an operator must look at.
 """
@@ -37,6 +39,9 @@ __all__ = ["CosignCollector", "Refusal"]
 
 _log = logging.getLogger("carbonledger.node")
 _KEEP = 64
+#: Notes cosigned on demand at an exact size, kept for the later pages of
+#: the same answer.
+_KEEP_EXACT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class CosignCollector:
         self._known: dict[str, int] = {p: 0 for p in self._peers}
         self._done: dict[str, int] = {p: -1 for p in self._peers}
         self._notes: OrderedDict[int, str] = OrderedDict()
+        self._exact: OrderedDict[int, str] = OrderedDict()
         self.refusals: dict[str, Refusal] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._task: asyncio.Task[None] | None = None
@@ -126,6 +132,49 @@ class CosignCollector:
                 continue
             return self._notes[size]
         return None
+
+    async def cosigned_note(self, size: int) -> str:
+        """This node's checkpoint at ``size``, with the cosignatures of every
+        witness that gives one now: the peers' and this node's own.
+
+        For an answer made at one exact tree size (a reconciliation), which
+        the collected notes (made at whatever size was latest) seldom match.
+        A cluster witness checks a checkpoint against its own tree, whatever
+        it cosigned before, so an older size is offered as it is, from size
+        0 without a proof. A witness that is down or behind ``size`` adds
+        nothing; the note is then short of cosignatures, never wrong.
+        """
+        held = self._notes.get(size) or self._exact.get(size)
+        if held is not None:
+            return held
+        note = await asyncio.to_thread(self._ledger.checkpoint, size)
+        lines = list(await asyncio.gather(*(self._ask_at(p, note) for p in self._peers)))
+        if self._own is not None:
+            lines.append(await asyncio.to_thread(self._ask_own_at, note))
+        for line in lines:
+            if line:
+                note = merge_cosignatures(note, line)
+        self._exact[size] = note
+        while len(self._exact) > _KEEP_EXACT:
+            self._exact.popitem(last=False)
+        return note
+
+    async def _ask_at(self, peer: str, note: str) -> str | None:
+        request = cluster_pb2.AddCheckpointRequest(old_size=0, consistency=[], checkpoint=note)
+        try:
+            response = await cluster_pb2_grpc.PeerStub(self._channel(peer)).AddCheckpoint(request, timeout=self._timeout)
+        except grpc.RpcError:
+            return None
+        if response.WhichOneof("result") != "cosignature" or not self._trusted(note, response.cosignature):
+            return None
+        return str(response.cosignature)
+
+    def _ask_own_at(self, note: str) -> str | None:
+        assert self._own is not None
+        try:
+            return self._own.add_checkpoint(note, 0, [])
+        except WitnessRefused:
+            return None
 
     def _cosigners(self, note: str) -> list[str]:
         signed = parse_note(note)

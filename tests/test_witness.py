@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc
+from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc, reconcile_pb2
 
 from ledger.checkpoint import verify_cosignature
 from ledger.errors import QuorumNotMet
@@ -37,7 +37,11 @@ from node.witness import (
 )
 from node.witness_collector import CosignCollector
 from node.witness_http import WitnessHttpServer
-from tests.test_node_support import RunningNode
+from client.reconcile_evidence import AnswerNotVerified, verify_answer_checkpoint
+from ledger.log import Receipt
+from ledger.state import StateMachine
+from node.servicers import ReconcileServicer
+from tests.test_node_support import Net, RunningNode
 
 ORIGIN = "cluster.example/log"
 OUTSIDE = "outside.example/log"
@@ -257,11 +261,14 @@ def test_http_on_a_taken_port_is_refused_with_the_address(tmp_path: Path) -> Non
 
 
 def three_replicas(
-    tmp_path: Path, servicers: Sequence[type[PeerServicer]] = (PeerServicer,) * 3
+    tmp_path: Path,
+    servicers: Sequence[type[PeerServicer]] = (PeerServicer,) * 3,
+    ledgers: Sequence[Ledger] | None = None,
 ) -> tuple[list[Ledger], list[Signer], list[RunningNode]]:
-    """Three replicas of ENTRIES, each running a Peer service (of the given
-    type) with its own witness: (ledgers, witness keys, nodes)."""
-    ledgers = [replica(n, ENTRIES) for n in (1, 2, 3)]
+    """Three replicas (of ENTRIES unless ``ledgers`` are given), each
+    running a Peer service (of the given type) with its own witness:
+    (ledgers, witness keys, nodes)."""
+    ledgers = list(ledgers) if ledgers is not None else [replica(n, ENTRIES) for n in (1, 2, 3)]
     wkeys = [seed_key(f"witness-{n}", cosigner=True) for n in (1, 2, 3)]
     logs = [log_key(led) for led in ledgers]
     nodes: list[RunningNode] = []
@@ -293,6 +300,45 @@ def test_peers_cosign_and_a_two_of_three_policy_verifies(tmp_path: Path) -> None
         req = cluster_pb2.GetCosignedTlogProofRequest(index=7, min_cosignatures=2)
         proof = nodes[0].run(servicer.GetCosignedTlogProof(req, None))  # type: ignore[arg-type]
         verify_tlog_proof(proof.proof, ENTRIES[7], parse_policy(policy_text + "group g 2 w1 w2 w3\nquorum g\n"))
+        nodes[0].run(collector.stop())
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_reconciliation_carries_the_cosignatures_of_its_own_size(tmp_path: Path) -> None:
+    # An exchange checks a reconciliation against the cluster's 2-of-3
+    # policy. Its answer is at one exact size, which the checkpoints the
+    # collector gathers (at whatever size was latest) seldom match, so that
+    # size is cosigned when asked for, older sizes too.
+    net = Net()
+    entries = [*net.setup(), net.gec_project(), net.gec_issue(), net.transfer("gec", "STEEL", 0, 50, "EXCH")]
+    ledgers = []
+    for n in (1, 2, 3):
+        led = Ledger.memory(signer=seed_key(ORIGIN, n), machine=StateMachine(), created_time=0)
+        for e in entries:
+            assert isinstance(led.submit([e])[0], Receipt)
+        ledgers.append(led)
+    ledgers, wkeys, nodes = three_replicas(tmp_path, ledgers=ledgers)
+    policy_text = "".join(f"log {led.vkey}\n" for led in ledgers)
+    policy_text += "".join(f"witness w{n} {k.vkey}\n" for n, k in enumerate(wkeys, 1))
+    policy = parse_policy(policy_text + "group g 2 w1 w2 w3\nquorum g\n")
+    rows = [reconcile_pb2.BookRow(account="EXCH", kind="gec", batch="B1", start=0, end=60)]
+    try:
+        collector = CosignCollector(ledgers[0], [n.target for n in nodes[1:]], [k.verifier() for k in wkeys])
+        nodes[0].run(collector.collect_once())  # the latest size, as every round
+        cosigned = ReconcileServicer(ledgers[0], collector.cosigned_note)
+        plain = ReconcileServicer(ledgers[0])
+        for size in (0, len(entries) - 1):
+            request = reconcile_pb2.ReconcileRequest(rows=rows, tree_size=size)
+            answer = nodes[0].run(cosigned.Reconcile(request, None))  # type: ignore[arg-type]
+            assert answer.tree_size == (size or len(entries)) and len(answer.mismatches) == 1
+            cp = verify_answer_checkpoint(answer.checkpoint, answer.tree_size, policy, asked_size=size)
+            assert cp.size == answer.tree_size
+            # The node's own checkpoint alone does not meet the policy.
+            with pytest.raises(AnswerNotVerified, match="checkpoint"):
+                alone = nodes[0].run(plain.Reconcile(request, None))  # type: ignore[arg-type]
+                verify_answer_checkpoint(alone.checkpoint, alone.tree_size, policy, asked_size=size)
         nodes[0].run(collector.stop())
     finally:
         for node in nodes:
