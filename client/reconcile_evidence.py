@@ -73,6 +73,8 @@ CHECK_CHECKPOINT = "checkpoint"
 CHECK_INCLUSION = "inclusion"
 CHECK_UNITS = "units"
 
+#: The assets a mismatch may be of.
+_ASSETS = ("gec", "ccer")
 #: The operation that retires (GEC 核销) or cancels (CCER 注销) units, per asset.
 _RETIREMENTS = (("gec.retire", "gec"), ("ccer.cancel", "ccer"))
 
@@ -152,6 +154,10 @@ def check_entry_touches(index: int, entry: bytes, *, asset: str, batch: str, sta
     except MalformedError as exc:
         raise AnswerNotVerified(CHECK_UNITS, f"not an operation entry: {_why(exc)}", index) from None
     name, body = op.op, op.body
+    # The asset is the node's word, and it names an attribute of the claims
+    # below: anything else would escape as AttributeError, not exit 4.
+    if asset not in _ASSETS:
+        raise AnswerNotVerified(CHECK_UNITS, f"the mismatch names no asset (gec or ccer) but {asset!r}", index)
     ranges: list[tuple[int, int]] | None = None  # None: the entry names no serials
     named_batch: str | None = None
     moves = name == f"{asset}.transfer" or (name, asset) in _RETIREMENTS

@@ -343,6 +343,17 @@ def test_which_entries_act_on_the_units_of_a_mismatch(
     assert (err.value.check, err.value.index) == ("units", 7) and refusal in err.value.detail
 
 
+@pytest.mark.parametrize("asset", ["xyz", "", "__class__", "model_fields", "GEC"])
+def test_a_mismatch_of_no_known_asset_is_refused_not_a_crash(asset: str) -> None:
+    # The asset is the node's word. One that is no asset (a lying or broken
+    # node) must end in exit 4, not an AttributeError out of the CLI, whose
+    # exit status 1 would read as "mismatches found".
+    for name in ("claim", "gec.transfer"):
+        with pytest.raises(AnswerNotVerified) as err:
+            check_entry_touches(7, _entries()[name], asset=asset, batch="", start=0, end=10)
+        assert (err.value.check, err.value.index) == ("units", 7)
+
+
 def test_an_entry_that_is_no_operation_is_refused() -> None:
     for entry in (b"not json", b'{"payload":"","payloadType":"text/plain","signatures":[]}'):
         with pytest.raises(AnswerNotVerified, match=r"proving entry 3: units: not an operation entry: malformed "):
