@@ -142,12 +142,16 @@ class CosignCollector:
         A cluster witness checks a checkpoint against its own tree, whatever
         it cosigned before, so an older size is offered as it is, from size
         0 without a proof. A witness that is down or behind ``size`` adds
-        nothing; the note is then short of cosignatures, never wrong.
+        nothing; the note is then short of cosignatures, never wrong, and
+        the witnesses are asked again the next time: a note kept short
+        would answer every retry at that size short, long after the
+        replicas behind it have caught up.
         """
-        held = self._notes.get(size) or self._exact.get(size)
-        if held is not None:
+        held = self._exact.get(size) or self._notes.get(size)
+        asked = min(len(self._witnesses), len(self._peers) + (self._own is not None))
+        if held is not None and len(set(self._cosigners(held))) >= asked:
             return held
-        note = await asyncio.to_thread(self._ledger.checkpoint, size)
+        note = held if held is not None else await asyncio.to_thread(self._ledger.checkpoint, size)
         lines = list(await asyncio.gather(*(self._ask_at(p, note) for p in self._peers)))
         if self._own is not None:
             lines.append(await asyncio.to_thread(self._ask_own_at, note))
@@ -155,6 +159,7 @@ class CosignCollector:
             if line:
                 note = merge_cosignatures(note, line)
         self._exact[size] = note
+        self._exact.move_to_end(size)
         while len(self._exact) > _KEEP_EXACT:
             self._exact.popitem(last=False)
         return note
