@@ -295,6 +295,25 @@ def test_org_keys_are_checked() -> None:
     assert err.value.what == "body.roles[0]"
 
 
+def test_an_org_key_must_be_able_to_sign_an_envelope() -> None:
+    # Signed-note key names may hold DEL, but a DSSE envelope's keyid (the
+    # key's text) may not: an org key so named could never sign an entry,
+    # so registering, or rotating to, one would leave an org with a key
+    # that cannot act (its last key: an org that can never act again).
+    good = Signer.from_seed("acme", bytes(32))
+    odd = Signer.from_seed("acme\x7fkey", bytes(32))
+    spec = org_spec("ACME", "Acme", ["supplier"], [good])
+    cases = [
+        ("org.register", {**spec, "keys": [odd.vkey]}, "body.keys[0]"),
+        ("genesis", {"authorities": [{**spec, "keys": [odd.vkey]}]}, "body.authorities[0].keys[0]"),
+        ("org.rotate_key", {"orgId": "ACME", "oldKey": good.vkey, "newKey": odd.vkey}, "body.newKey"),
+    ]
+    for op, body, field in cases:
+        with pytest.raises(MalformedError) as err:
+            parse_operation(op_payload(op, "AUTH", 1, body))
+        assert err.value.what == field
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_only_malformed_error_escapes_on_bytes(data: bytes) -> None:

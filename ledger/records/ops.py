@@ -285,6 +285,10 @@ def _check_vkey(text: str, what: str) -> None:
         raise MalformedError(what, exc.reason) from None
     if verifier.alg != ALG_ED25519:
         raise MalformedError(what, "organization keys must be Ed25519 note keys (type 0x01)")
+    # A signed-note name may hold DEL, an envelope keyid (this text) may not
+    # (ledger/envelope.py): such a key could never sign for its org.
+    if "\x7f" in verifier.name:
+        raise MalformedError(what, "an organization key's name may not hold DEL (U+007F): it could never sign an envelope")
 
 
 def _check_unique(values: list[str], what: str) -> None:
