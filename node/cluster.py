@@ -29,6 +29,7 @@ from ledger.log import Ledger
 from ledger.policy import Policy
 from node.committer import GroupCommitter
 from node.label_builder import witnessed_label_builder
+from node.reconcile import stored_checkpoint
 from node.replication.peer import PeerServicer
 from node.witness import Witness
 from node.witness_collector import CosignCollector
@@ -117,7 +118,7 @@ class ClusterNode:
         ``reconcile --policy`` can check it against the cluster's k-of-n
         policy."""
         if self.collector is None:
-            return await asyncio.to_thread(self.ledger.checkpoint, size)
+            return await asyncio.to_thread(stored_checkpoint, self.ledger, size)
         return await self.collector.cosigned_note(size)
 
     def register(self, server: grpc.aio.Server, committer: GroupCommitter) -> list[str]:

@@ -56,6 +56,7 @@ __all__ = [
     "Reconciler",
     "reconcile",
     "reconcile_current",
+    "stored_checkpoint",
 ]
 
 #: Most book rows in one request.
@@ -459,6 +460,19 @@ class _StateView:
                     yield s, e, seg.owner, seg.status, seg.batch, last
 
 
+def stored_checkpoint(ledger: Any, size: int) -> str:
+    """``ledger``'s signed checkpoint of a size a reconciliation answered at.
+
+    Read from the store, not the ledger's head: a size taken from a read
+    transaction can be one whose commit the ledger has not yet published
+    (``Ledger.checkpoint`` would refuse it as past the log for a moment).
+    Every such size ends a block, so its checkpoint is stored.
+    """
+    with ledger.store.read() as txn:
+        stored = txn.get(Table.CHECKPOINTS, u64(size))
+    return stored.decode() if stored is not None else ledger.checkpoint(size)  # type: ignore[no-any-return]
+
+
 class Reconciler:
     """Reconciliation against one ledger, safe to call from several threads.
 
@@ -510,16 +524,9 @@ class Reconciler:
         return tree_size, out
 
     def checkpoint(self, size: int) -> str:
-        """The signed checkpoint of a size :meth:`reconcile` answered at.
-
-        Read from the store, not the ledger's head: a size taken from a read
-        transaction can be one whose commit the ledger has not yet published
-        (``Ledger.checkpoint`` would refuse it as past the log for a moment).
-        Every such size ends a block, so its checkpoint is stored.
-        """
-        with self._ledger.store.read() as txn:
-            stored = txn.get(Table.CHECKPOINTS, u64(size))
-        return stored.decode() if stored is not None else self._ledger.checkpoint(size)  # type: ignore[no-any-return]
+        """The signed checkpoint of a size :meth:`reconcile` answered at
+        (see :func:`stored_checkpoint`)."""
+        return stored_checkpoint(self._ledger, size)
 
     def _advanced(self, kv: KV, kind: str, size: int) -> LastChanges:
         changes = self._changes.get(kind)

@@ -33,6 +33,7 @@ from ledger.keys import Verifier
 from ledger.log import Ledger
 from ledger.note import parse_note
 from ledger.policy import Policy, verify_checkpoint_policy
+from node.reconcile import stored_checkpoint
 from node.witness import Witness, WitnessRefused, merge_cosignatures
 
 __all__ = ["CosignCollector", "Refusal"]
@@ -151,7 +152,8 @@ class CosignCollector:
         asked = min(len(self._witnesses), len(self._peers) + (self._own is not None))
         if held is not None and len(set(self._cosigners(held))) >= asked:
             return held
-        note = held if held is not None else await asyncio.to_thread(self._ledger.checkpoint, size)
+        # From the store: the size may be a commit not yet published as the head.
+        note = held if held is not None else await asyncio.to_thread(stored_checkpoint, self._ledger, size)
         lines = list(await asyncio.gather(*(self._ask_at(p, note) for p in self._peers)))
         if self._own is not None:
             lines.append(await asyncio.to_thread(self._ask_own_at, note))

@@ -371,6 +371,28 @@ def test_a_size_cosigned_short_is_asked_again_not_kept_short(tmp_path: Path) -> 
             node.stop()
 
 
+def test_a_size_committed_but_not_yet_published_is_cosigned_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reconciliation takes its size from a read transaction, which may
+    # see a commit the ledger has not yet published as its head
+    # (Reconciler.checkpoint reads the store for that reason). Its cosigned
+    # checkpoint must be read the same way, not refused as past the log.
+    ledgers, wkeys, nodes = three_replicas(tmp_path)
+    try:
+        before = ledgers[0]._head
+        ledgers[0].append([b"one more"])
+        monkeypatch.setattr(ledgers[0], "_head", before)  # committed, not yet published
+        assert ledgers[0].size == len(ENTRIES)
+        collector = CosignCollector(ledgers[0], [n.target for n in nodes[1:]], [k.verifier() for k in wkeys])
+        note = nodes[0].run(collector.cosigned_note(len(ENTRIES) + 1))
+        assert parse_checkpoint(parse_note(note).text).size == len(ENTRIES) + 1
+        nodes[0].run(collector.stop())
+    finally:
+        for node in nodes:
+            node.stop()
+
+
 def test_the_collector_refuses_a_peer_answer_with_more_than_its_own_line(tmp_path: Path) -> None:
     # A peer answers for its own witness only. One that adds a line in
     # another witness's name (right name and key ID, forged signature) must
