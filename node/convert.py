@@ -132,20 +132,33 @@ def list_orgs(kv: KV, role: str, after: str | None, limit: int) -> tuple[list[qu
         info = queries.get_org(kv, k[len(prefix) :].decode())
         if role and role not in info.roles:
             continue
-        if len(out) == limit:
+        if len(out) == limit or read >= MAX_PAGE_UPSTREAM_READS:
             return out, out[-1].id
         out.append(info)
     return out, None
 
 
+#: Upstream footprints one page of footprints may read for staleness: each
+#: footprint's walk reads up to MAX_UPSTREAM_WALK, and a page of a thousand
+#: deep ones would hold a read thread for minutes. A page that reaches it
+#: ends early, with a token; it always holds at least one footprint.
+MAX_PAGE_UPSTREAM_READS = 20_000
+
+
 def list_footprints(
     kv: KV, owner: str, after: str | None, limit: int
 ) -> tuple[list[queries.FootprintInfo], str | None]:
-    """``owner``'s footprints in id order after ``after``; and the resume id."""
+    """``owner``'s footprints in id order after ``after``; and the resume id.
+
+    The page ends early once its footprints' staleness walks have read
+    :data:`MAX_PAGE_UPSTREAM_READS` upstream footprints."""
     prefix = f"fo/{owner}/".encode()
     out: list[queries.FootprintInfo] = []
+    read = 0
     for k, _ in kv.scan(prefix, _after(prefix, after)):
-        if len(out) == limit:
+        if len(out) == limit or read >= MAX_PAGE_UPSTREAM_READS:
             return out, out[-1].id
-        out.append(queries.get_footprint(kv, k[len(prefix) :].decode()))
+        info = queries.get_footprint(kv, k[len(prefix) :].decode())
+        read += info.upstream_read
+        out.append(info)
     return out, None

@@ -135,6 +135,30 @@ def test_a_footprint_past_the_staleness_walk_is_answered_and_listed(
     assert listed == {pf_uuid("bracket"): False, pf_uuid("hinge"): True}
 
 
+def test_a_page_of_footprints_ends_early_once_its_staleness_walks_read_enough(
+    client: LedgerClient, world: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each footprint's staleness walk reads its upstream graph; a page of
+    # many deep footprints would hold a read thread for minutes. The page
+    # ends early, with a token, and paging still lists every footprint once.
+    from node import convert
+
+    monkeypatch.setattr(convert, "MAX_PAGE_UPSTREAM_READS", 3)  # the node runs in this process
+    kg = {"quantity": "1", "unit": "kilogram"}
+    client.submit(world.publish("STEEL", "ore", "1"))
+    client.submit(world.publish("STEEL", "pig-iron", "1", components=[{"pfId": pf_uuid("ore"), **kg}]))
+    names = ["coil", "bar", "rod", "wire", "sheet"]
+    for name in names:  # each reads two upstream footprints
+        client.submit(world.publish("PARTS", name, "1", components=[{"pfId": pf_uuid("pig-iron"), **kg}]))
+    page = client._call(client._query.ListFootprints, query_pb2.ListFootprintsRequest(owner="PARTS", page_size=100))
+    assert len(page.footprints) == 2 and page.next_page_token  # 2 + 2 reads reach the bound of 3
+    listed = [f.id for f in client.footprints("PARTS", page_size=100)]
+    assert sorted(listed) == sorted(pf_uuid(n) for n in names)
+    monkeypatch.setattr(convert, "MAX_PAGE_UPSTREAM_READS", 1)
+    page = client._call(client._query.ListFootprints, query_pb2.ListFootprintsRequest(owner="PARTS", page_size=100))
+    assert len(page.footprints) == 1  # never an empty page
+
+
 def test_subscribe_replays_history_then_streams_live(client: LedgerClient, world: Net, node: RunningNode) -> None:
     client.submit(world.publish("STEEL", "steel", "1.5"))
     comp = [{"pfId": pf_uuid("steel"), "quantity": "2", "unit": "kilogram"}]

@@ -159,6 +159,9 @@ class FootprintInfo:
     # (MAX_UPSTREAM_WALK footprints): the marks are those found within it,
     # and one not found may lie beyond.
     stale_incomplete: bool
+    # How many upstream footprints the staleness walk read: what answering
+    # cost, for callers that bound the work of one request.
+    upstream_read: int
     product_name: str
     unit: str
     unit_amount: str
@@ -182,7 +185,7 @@ def get_footprint(kv: KV, pf_id: str) -> FootprintInfo:
     :func:`stale_marks`; past its bound, ``stale_incomplete`` says so)."""
     pf_id = pf_id.lower()
     r = _get(kv, "footprint", "f", pf_id)
-    marks, complete = _stale_marks(kv, r)
+    marks, complete, read = _stale_marks(kv, r)
     return FootprintInfo(
         id=pf_id,
         owner=r["owner"],
@@ -190,6 +193,7 @@ def get_footprint(kv: KV, pf_id: str) -> FootprintInfo:
         stale=bool(marks),
         stale_marks=marks,
         stale_incomplete=not complete,
+        upstream_read=read,
         product_name=r["product"],
         unit=r["unit"],
         unit_amount=r["unitAmount"],
@@ -235,16 +239,16 @@ def stale_marks(kv: KV, pf_id: str) -> tuple[StaleMark, ...]:
     a page of an owner's footprints).
     """
     pf_id = pf_id.lower()
-    marks, complete = _stale_marks(kv, _get(kv, "footprint", "f", pf_id))
+    marks, complete, _ = _stale_marks(kv, _get(kv, "footprint", "f", pf_id))
     if not complete:
         limit = footprints.MAX_UPSTREAM_WALK
         raise TooLarge("footprint", f"{pf_id} has more than {limit} footprints upstream to check for staleness")
     return marks
 
 
-def _stale_marks(kv: KV, rec: dict[str, Any]) -> tuple[tuple[StaleMark, ...], bool]:
-    """The marks found within the walk's bound, and whether the walk
-    reached the whole upstream graph."""
+def _stale_marks(kv: KV, rec: dict[str, Any]) -> tuple[tuple[StaleMark, ...], bool, int]:
+    """The marks found within the walk's bound, whether the walk reached
+    the whole upstream graph, and how many footprints it read."""
     # Read at each call, as the state machine's walks read it.
     limit = footprints.MAX_UPSTREAM_WALK
     seen: set[str] = set()
@@ -272,7 +276,7 @@ def _stale_marks(kv: KV, rec: dict[str, Any]) -> tuple[tuple[StaleMark, ...], bo
         for c in up["components"]:
             found(c["pf"], via)
     marks.sort(key=lambda m: m.index)  # stable: ties keep the walk's order
-    return tuple(marks), complete
+    return tuple(marks), complete, len(seen)
 
 
 def deprecated_at(kv: KV, pf_id: str) -> int | None:
