@@ -53,6 +53,19 @@ class Refusal:
     reason: str
 
 
+def _keep_merged(notes: OrderedDict[int, str], size: int, note: str, lines: Sequence[str | None], keep: int) -> str:
+    """``note`` with the cosignature ``lines`` merged in, kept in ``notes``
+    as its newest (at most ``keep`` of them); returns it."""
+    for line in lines:
+        if line:
+            note = merge_cosignatures(note, line)
+    notes[size] = note
+    notes.move_to_end(size)
+    while len(notes) > keep:
+        notes.popitem(last=False)
+    return note
+
+
 class CosignCollector:
     """See the module doc. ``witnesses`` are the trusted cosigner keys; a
     cosignature by any other key is dropped."""
@@ -157,14 +170,7 @@ class CosignCollector:
         lines = list(await asyncio.gather(*(self._ask_at(p, note) for p in self._peers)))
         if self._own is not None:
             lines.append(await asyncio.to_thread(self._ask_own_at, note))
-        for line in lines:
-            if line:
-                note = merge_cosignatures(note, line)
-        self._exact[size] = note
-        self._exact.move_to_end(size)
-        while len(self._exact) > _KEEP_EXACT:
-            self._exact.popitem(last=False)
-        return note
+        return _keep_merged(self._exact, size, note, lines, _KEEP_EXACT)
 
     async def _ask_at(self, peer: str, note: str) -> str | None:
         request = cluster_pb2.AddCheckpointRequest(old_size=0, consistency=[], checkpoint=note)
@@ -214,14 +220,7 @@ class CosignCollector:
         lines = await asyncio.gather(*(self._ask(p, note, size) for p in todo))
         if own_due:
             lines.append(await asyncio.to_thread(self._ask_own, note, size))
-        merged = self._notes.get(size, note)
-        for line in lines:
-            if line:
-                merged = merge_cosignatures(merged, line)
-        self._notes[size] = merged
-        self._notes.move_to_end(size)
-        while len(self._notes) > _KEEP:
-            self._notes.popitem(last=False)
+        _keep_merged(self._notes, size, self._notes.get(size, note), lines, _KEEP)
 
     async def _ask(self, peer: str, note: str, size: int) -> str | None:
         stub = cluster_pb2_grpc.PeerStub(self._channel(peer))
