@@ -132,7 +132,7 @@ def list_orgs(kv: KV, role: str, after: str | None, limit: int) -> tuple[list[qu
         info = queries.get_org(kv, k[len(prefix) :].decode())
         if role and role not in info.roles:
             continue
-        if len(out) == limit or read >= MAX_PAGE_UPSTREAM_READS:
+        if len(out) == limit:
             return out, out[-1].id
         out.append(info)
     return out, None
