@@ -12,13 +12,15 @@ subscribers, so a resumed stream and a live one carry exactly the same events.
 Kinds: ``entry`` (every entry, with its op type), ``units.transferred``,
 ``units.retired`` (GEC retirement or CCER cancellation, refs = the holder),
 ``footprint.deprecated`` and ``footprint.stale`` (subject = the deprecated
-footprint, refs = every footprint downstream that became stale, then their
-owners).
+footprint, refs = footprints downstream that became stale, at most
+:data:`MAX_STALE_PER_EVENT` per event, then their owners; a deprecation that
+made more stale gives several such events).
 
 A submitter's receipt carries the events the state machine emitted. The state
 machine no longer walks downstream at a deprecation, so
-:func:`with_stale_events` adds the ``footprint.stale`` event it used to emit
-(refs = the footprints only), read here, off the sequencer's path.
+:func:`with_stale_events` adds the ``footprint.stale`` events it used to emit
+(refs = the footprints only, the first :data:`MAX_STALE_EVENTS_PER_RECEIPT`
+events of them), read here, off the sequencer's path.
 """
 
 from __future__ import annotations
@@ -77,28 +79,47 @@ class EventFilter:
         return not (self.accounts and event.org not in self.accounts and not self.accounts.intersection(event.refs))
 
 
-def _stale_from(kv: KV, root: str, index: int) -> list[str]:
+#: Footprints one ``footprint.stale`` event names. A deprecation that made
+#: more stale gives several events, in order: one event (one message of the
+#: stream) naming them all would pass gRPC's message size with about 200,000,
+#: and every subscriber resuming across it would fail there for good.
+MAX_STALE_PER_EVENT = 1_000
+#: ``footprint.stale`` events a Submit receipt carries per deprecation (so
+#: up to 10,000 footprints); the event stream carries them all.
+MAX_STALE_EVENTS_PER_RECEIPT = 10
+
+
+def _stale_chunks(kv: KV, root: str, index: int) -> list[tuple[str, ...]]:
     """Footprints made stale by the deprecation of ``root`` at ``index``
-    (see :func:`ledger.state.queries.made_stale_by`), then their owners (so
-    that an owner's subscription sees them)."""
+    (see :func:`ledger.state.queries.made_stale_by`), at most
+    :data:`MAX_STALE_PER_EVENT` per chunk, each followed by those
+    footprints' owners (so that an owner's subscription sees them)."""
     stale = queries.made_stale_by(kv, root, index)
-    owners = list(dict.fromkeys(owner for _, owner in stale))
-    return [pf for pf, _ in stale] + owners if stale else []
+    chunks = []
+    for lo in range(0, len(stale), MAX_STALE_PER_EVENT):
+        part = stale[lo : lo + MAX_STALE_PER_EVENT]
+        owners = dict.fromkeys(owner for _, owner in part)
+        chunks.append((*(pf for pf, _ in part), *owners))
+    return chunks
 
 
 def with_stale_events(kv: KV, index: int, events: Sequence[Event]) -> tuple[Event, ...]:
     """The state machine's ``events`` for the entry at ``index``, with a
     ``footprint.stale`` event after each ``footprint.deprecated`` one that
     made footprints stale: subject the deprecated footprint, refs those
-    footprints (no owners), in the order of :func:`_stale_from`. ``kv`` may
-    be any state holding the entry: later footprints are left out by index."""
+    footprints (no owners) in the order of :func:`_stale_chunks`, at most
+    :data:`MAX_STALE_PER_EVENT` per event and
+    :data:`MAX_STALE_EVENTS_PER_RECEIPT` events. ``kv`` may be any state
+    holding the entry: later footprints are left out by index."""
     out: list[Event] = []
     for event in events:
         out.append(event)
         if event.kind == "footprint.deprecated":
             stale = queries.made_stale_by(kv, event.subject, index)
-            if stale:
-                out.append(Event("footprint.stale", event.subject, tuple(pf for pf, _ in stale)))
+            stale = stale[: MAX_STALE_PER_EVENT * MAX_STALE_EVENTS_PER_RECEIPT]
+            for lo in range(0, len(stale), MAX_STALE_PER_EVENT):
+                part = stale[lo : lo + MAX_STALE_PER_EVENT]
+                out.append(Event("footprint.stale", event.subject, tuple(pf for pf, _ in part)))
     return tuple(out)
 
 
@@ -135,7 +156,6 @@ def events_for_entry(kv: KV, index: int, entry: bytes) -> list[LedgerEvent]:
             candidates = op.footprint.preceding if op.footprint is not None else ()
         for root in _deprecated_by(kv, candidates, index):
             events.append(LedgerEvent(index, "footprint.deprecated", op.op, op.org, root))
-            stale = _stale_from(kv, root, index)
-            if stale:
-                events.append(LedgerEvent(index, "footprint.stale", op.op, op.org, root, tuple(stale)))
+            for chunk in _stale_chunks(kv, root, index):
+                events.append(LedgerEvent(index, "footprint.stale", op.op, op.org, root, chunk))
     return events

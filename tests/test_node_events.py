@@ -3,7 +3,10 @@ event of a deprecation, for subscribers and for the submitter's receipt."""
 
 from __future__ import annotations
 
+import pytest
+
 from ledger.state.queries import get_footprint
+from node import events
 from node.events import LedgerEvent, events_for_entry, with_stale_events
 from tests.test_state_world import World, pf_uuid
 
@@ -69,3 +72,29 @@ def test_a_deprecation_nothing_uses_has_no_stale_event() -> None:
     assert [e.kind for e in with_stale_events(w.kv, index, applied.events)] == [e.kind for e in applied.events]
     kinds = [e.kind for e in events_for_entry(w.kv, index, w.entries[index - w.entries[0][1]][0])]
     assert kinds == ["entry", "footprint.deprecated"]
+
+
+def test_many_footprints_made_stale_are_told_in_bounded_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One event naming them all would be one stream message past gRPC's
+    # size limit with about 200,000, where every resuming subscriber would
+    # fail for good. Each event names a bounded number, then their owners.
+    monkeypatch.setattr(events, "MAX_STALE_PER_EVENT", 2)
+    monkeypatch.setattr(events, "MAX_STALE_EVENTS_PER_RECEIPT", 2)
+    w = World()
+    w.publish("STEEL", "steel", "1")
+    owners = {"a": "PARTS", "b": "CARS", "c": "PARTS", "d": "PARTS", "e": "CARS"}
+    for name, org in owners.items():
+        w.publish(org, name, "2", components=_on("steel"))
+    applied = w.publish("STEEL", "steel-v2", "1", preceding=["steel"])
+    index = w.index - 1
+    ids = sorted(pf_uuid(n) for n in owners)  # steel's users, in key order
+    owner_of = {pf_uuid(n): org for n, org in owners.items()}
+    live = _stale_events(w, index)
+    chunks = [ids[0:2], ids[2:4], ids[4:5]]
+    assert [e.refs for e in live] == [
+        (*chunk, *dict.fromkeys(owner_of[pf] for pf in chunk)) for chunk in chunks
+    ]
+    assert {e.subject for e in live} == {pf_uuid("steel")}
+    # The receipt: the first two events' footprints, no owners.
+    receipt = [e.refs for e in with_stale_events(w.kv, index, applied.events) if e.kind == "footprint.stale"]
+    assert receipt == [tuple(ids[0:2]), tuple(ids[2:4])]
