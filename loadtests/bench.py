@@ -17,7 +17,9 @@ it measures and prints:
 3. **ingest, gRPC on loopback**: the same path behind a real gRPC server in
    this process, driven by concurrent ``grpc.aio`` clients in a child
    process, each an independent holder submitting its own operations one at
-   a time (``loadtests._scenario``);
+   a time (``loadtests._scenario``); beside it, the floor: the same clients
+   against a bare ``grpc.aio`` server whose ``Submit`` answers at once (its
+   calls/s and server CPU per call, what gRPC alone costs here);
 4. **label verification**: offline :func:`client.label.verify_label` of a
    3-level supply chain (steel -> door -> car) with attestations and GEC/CCER
    claims, as a ratio to the raw verifications it needs;
@@ -556,6 +558,51 @@ def measure_ingest_grpc(holders: int, total: int, workdir: Path) -> IngestResult
     finally:
         ledger.close()
     return IngestResult(n, out["seconds"], groups, LatencyStats(**out["latency"]), out["kinds"])
+
+
+def measure_grpc_floor(holders: int, total: int) -> dict[str, Any]:
+    """What a ``Submit`` call costs with no node behind it: a bare
+    ``grpc.aio`` server on the node's event loop whose ``Submit`` answers at
+    once, driven by the same client child as the gRPC ingest. Its calls/s
+    and its CPU per call (this process: the server's threads, and nothing
+    else runs while the child drives it) are the floor any gRPC ingest pays
+    on this machine, before a byte is parsed."""
+    import grpc
+    from carbonledger.v1 import log_pb2, log_pb2_grpc
+
+    from node import event_loop
+
+    class Answering(log_pb2_grpc.LogServicer):
+        async def Submit(self, request: Any, context: Any) -> Any:
+            return log_pb2.SubmitResponse(index=0)
+
+    loop = event_loop.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="bare-grpc", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[Any, int]:
+        server = grpc.aio.server()
+        log_pb2_grpc.add_LogServicer_to_server(Answering(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    per_holder = max(1, total // holders)
+    try:
+        cpu = time.process_time()
+        out = _child(["grpc-clients", f"127.0.0.1:{port}", str(holders), str(per_holder)])
+        cpu = time.process_time() - cpu
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    n = per_holder * holders
+    if out["acknowledged"] != n:
+        raise BenchError(f"bare gRPC: {out['acknowledged']} of {n} calls answered")
+    return {"calls": n, "calls_per_s": n / out["seconds"], "server_cpu_per_call_s": cpu / n,
+            "latency": out["latency"]}  # fmt: skip
 
 
 def _grpc_clients(target: str, holders: int, per_holder: int) -> dict[str, Any]:
@@ -1118,6 +1165,15 @@ def report(cfg: Config, r: dict[str, Any]) -> list[Check]:
              format_ratio(ratio(grpc_["entries_per_s"], best2)), against],
             ["  mean group / p99 call latency", f"{grpc_['mean_group']:.0f}", "entries", format_us(grpc_["latency"]["p99"]), "us"],
         ]  # fmt: skip
+    floor = r.get("grpc_floor")
+    if floor:
+        rows += [
+            ["bare gRPC Submit, answered at once", format_rate(floor["calls_per_s"]), "calls/s",
+             format_ratio(ratio(grpc_["entries_per_s"], floor["calls_per_s"]) if grpc_ else None),
+             "gRPC ingest of this"],
+            ["  server CPU per call / p99 call latency", format_us(floor["server_cpu_per_call_s"]), "us",
+             format_us(floor["latency"]["p99"]), "us"],
+        ]  # fmt: skip
     lab = r.get("labels")
     if lab:
         raw_per_label = best1 / lab["signatures"] if best1 is not None else None
@@ -1220,6 +1276,7 @@ def run_all(cfg: Config, workdir: Path) -> dict[str, Any]:
     if "grpc" in run:
         _log(f"3. ingest over gRPC, {cfg.grpc_ops:,} submissions by {cfg.grpc_holders} clients ...")
         r["ingest_grpc"] = measure_ingest_grpc(cfg.grpc_holders, cfg.grpc_ops, workdir).as_dict()
+        r["grpc_floor"] = measure_grpc_floor(cfg.grpc_holders, cfg.grpc_ops)
     if "labels" in run:
         _log("4. label verification ...")
         r["labels"] = measure_labels(workdir, cfg.label_bound)

@@ -19,24 +19,27 @@ from loadtests._harness import Bounded, time_interleaved
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_measurements_on_tiny_sizes(tmp_path: Path) -> None:
+def test_bench_measurements_on_tiny_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = bench.parse_args(["--quick", "--proofs", "20", "--proof-sizes", "300,600", "--big", "0"])
     results = {
         "limit": bench.measure_limit(0.05),
         "ingest_inprocess": bench.measure_ingest_inprocess(bench.workload_entries(300), tmp_path, window=64).as_dict(),
         "ingest_grpc": bench.measure_ingest_grpc(4, 40, tmp_path).as_dict(),
+        "grpc_floor": bench.measure_grpc_floor(4, 40),
         "labels": bench.measure_labels(tmp_path, Bounded(2, 5.0)),
         "proofs": bench.measure_proofs(cfg, tmp_path, random.Random(1)),
     }
     assert set(results["limit"]) == {"cryptography/1", "cryptography/2", "pynacl/1", "pynacl/2"}
     assert results["ingest_inprocess"]["entries"] == 300
     assert results["ingest_grpc"]["entries"] == 40
+    assert results["grpc_floor"]["calls"] == 40 and results["grpc_floor"]["server_cpu_per_call_s"] > 0
     assert results["labels"]["signatures"] == 12
     assert set(results["proofs"]) == {"300", "600"}
     for size in results["proofs"].values():
         assert {"ours_lmdb", "ours_tlog_proof"} <= set(size)
         assert size["ours_lmdb"]["count"] == size["ours_tlog_proof"]["count"] == 20
     checks = bench.report(cfg, results)
+    assert "bare gRPC Submit" in capsys.readouterr().out
     assert [c.name.split()[0] for c in checks] == ["ingest", "proof", "proof"]
 
 
