@@ -148,6 +148,7 @@ def test_org_show_says_how_many_past_keys_it_leaves_out() -> None:
 
 def test_footprint_show_says_when_staleness_was_not_fully_checked() -> None:
     from carbonledger.v1 import query_pb2
+
     from client.commands.footprints import footprint_dict, footprint_lines
 
     f = query_pb2.Footprint(id="x", owner="STEEL", status="Active", product_name="coil", unit="kilogram",

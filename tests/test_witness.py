@@ -19,15 +19,18 @@ import grpc
 import pytest
 from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc, reconcile_pb2
 
+from client.reconcile_evidence import AnswerNotVerified, verify_answer_checkpoint
 from ledger.checkpoint import parse_checkpoint, verify_cosignature
 from ledger.errors import QuorumNotMet
 from ledger.keys import Signer, Verifier
-from ledger.log import Ledger
+from ledger.log import Ledger, Receipt
 from ledger.note import parse_note
 from ledger.policy import parse_policy, verify_checkpoint_policy
+from ledger.state import StateMachine
 from ledger.tlog_proof import verify_tlog_proof
 from node.errors import CannotListen
 from node.replication.peer import PeerServicer
+from node.servicers import ReconcileServicer
 from node.witness import (
     Witness,
     WitnessRefused,
@@ -37,10 +40,6 @@ from node.witness import (
 )
 from node.witness_collector import CosignCollector
 from node.witness_http import WitnessHttpServer
-from client.reconcile_evidence import AnswerNotVerified, verify_answer_checkpoint
-from ledger.log import Receipt
-from ledger.state import StateMachine
-from node.servicers import ReconcileServicer
 from tests.test_node_support import Net, RunningNode
 
 ORIGIN = "cluster.example/log"
