@@ -20,6 +20,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ledger.errors import LedgerError, MalformedError
 from ledger.keys import Signer, Verifier
@@ -199,7 +200,7 @@ async def _serve(args: argparse.Namespace) -> None:
     led = _open_ledger(Path(args.dir))
     try:
         cluster = None
-        hooks = {}
+        hooks: dict[str, Any] = {}
         if config is not None:
             from node.cluster import ClusterNode
 
