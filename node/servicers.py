@@ -238,8 +238,13 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     async def GetFootprint(
         self, request: query_pb2.GetFootprintRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.Footprint:
-        info = await self._query(queries.get_footprint, _require_id(request.footprint_id, "footprint_id"))
-        return convert.footprint(info)
+        def read(kv: Any, pf_id: str) -> tuple[queries.FootprintInfo, tuple[str, ...]]:
+            return queries.get_footprint(kv, pf_id), queries.footprint_versions(kv, pf_id)  # one snapshot
+
+        info, versions = await self._query(read, _require_id(request.footprint_id, "footprint_id"))
+        out = convert.footprint(info)
+        out.versions.extend(versions)
+        return out
 
     async def ListFootprints(
         self, request: query_pb2.ListFootprintsRequest, context: grpc.aio.ServicerContext

@@ -215,6 +215,9 @@ def test_supplier_verifier_issuer_holder_buyer_exchange_flows(cli: Cli) -> None:
     assert door["stale"] and door["components"][0]["footprint_id"] == pf_uuid("steel")
     out, _ = cli("footprint", "show", pf_uuid("door"))
     assert "stale" in out and "10 kilogram of" in out
+    assert cli.json("footprint", "show", pf_uuid("steel-v2"))["versions"] == [pf_uuid("steel"), pf_uuid("steel-v2")]
+    out, _ = cli("footprint", "show", pf_uuid("steel"))
+    assert f"versions:   {pf_uuid('steel')} (this), {pf_uuid('steel-v2')}" in out
     cli.as_org("PARTS", "footprint", "deprecate", pf_uuid("door"), "--reason", "recalculating")
     assert cli.json("footprint", "show", pf_uuid("door"))["status"] == "Deprecated"
     assert len(cli.json("footprint", "list", "STEEL")) == 2

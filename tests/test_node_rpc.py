@@ -114,8 +114,11 @@ def test_state_queries(client: LedgerClient, world: Net, node: RunningNode) -> N
     client.submit(world.publish("STEEL", "rebar", "2.5"))
     fp = client.footprint(pf_uuid("steel"))
     assert (fp.owner, fp.status, fp.pcf, fp.stale) == ("STEEL", "Active", "1.5", False)
+    assert list(fp.versions) == [pf_uuid("steel")]
+    client.submit(world.publish("STEEL", "steel-v2", "1.4", preceding=["steel"]))
+    assert list(client.footprint(pf_uuid("steel")).versions) == [pf_uuid("steel"), pf_uuid("steel-v2")]
     listed = [f.id for f in client.footprints("STEEL", page_size=1)]
-    assert sorted(listed) == sorted([pf_uuid("steel"), pf_uuid("rebar")]) and len(listed) == 2
+    assert sorted(listed) == sorted([pf_uuid("steel"), pf_uuid("steel-v2"), pf_uuid("rebar")]) and len(listed) == 3
 
 
 def test_a_footprint_past_the_staleness_walk_is_answered_and_listed(

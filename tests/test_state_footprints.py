@@ -384,3 +384,35 @@ def test_the_staleness_walk_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     w.ok("pcf.deprecate", "STEEL", {"pfId": pf_uuid("c"), "reason": "x"})
     e = get_footprint(w.kv, pf_uuid("e"))
     assert (e.stale, e.stale_incomplete, [m.root for m in e.stale_marks]) == (True, True, [pf_uuid("c")])
+
+
+def test_versions_follow_merges_and_splits() -> None:
+    # PACT lets a new version name several predecessors (a merge) and one
+    # footprint be named by several new versions (a split). Each record
+    # names one successor; the versions query finds them all, in order of
+    # publication, from any of them.
+    w = World()
+    w.publish("STEEL", "coil-a", "1")
+    w.publish("STEEL", "coil-b", "1")
+    w.publish("STEEL", "coil", "1", preceding=["coil-a", "coil-b"])  # merge
+    w.publish("STEEL", "coil-thin", "1", preceding=["coil"])  # split: the first deprecates coil
+    w.publish("STEEL", "coil-thick", "1", preceding=["coil"])  # coil is already Deprecated
+    w.publish("STEEL", "coil-thick-v2", "1", preceding=["coil-thick"])
+    w.publish("STEEL", "other", "1")
+    everything = tuple(pf_uuid(n) for n in ("coil-a", "coil-b", "coil", "coil-thin", "coil-thick", "coil-thick-v2"))
+    for name in ("coil-a", "coil-b", "coil", "coil-thin", "coil-thick-v2"):
+        assert footprint_versions(w.kv, pf_uuid(name)) == everything, name
+    assert get_footprint(w.kv, pf_uuid("coil")).successor == pf_uuid("coil-thin")
+    assert footprint_versions(w.kv, pf_uuid("other")) == (pf_uuid("other"),)
+
+
+def test_the_versions_walk_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World()
+    w.publish("STEEL", "v1", "1")
+    for n in range(2, 6):
+        w.publish("STEEL", f"v{n}", "1", preceding=[f"v{n - 1}"])
+    monkeypatch.setattr(footprints, "MAX_UPSTREAM_WALK", 5)
+    assert len(footprint_versions(w.kv, pf_uuid("v3"))) == 5
+    monkeypatch.setattr(footprints, "MAX_UPSTREAM_WALK", 4)
+    with pytest.raises(TooLarge, match="more than 4 versions"):
+        footprint_versions(w.kv, pf_uuid("v3"))

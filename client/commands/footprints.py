@@ -108,7 +108,7 @@ def footprint_dict(f: Any) -> dict[str, Any]:
         "published": f.published, "entry_digest": f.entry_digest, "preceding": list(f.preceding),
         "successor": f.successor if f.HasField("successor") else None,
         "deprecated": f.deprecated if f.HasField("deprecated") else None,
-        "lineage": f.lineage,
+        "lineage": f.lineage, "versions": list(f.versions),
         "components": [{"footprint_id": c.footprint_id, "quantity": c.quantity, "unit": c.unit} for c in f.components],
         "gec_claims": [[r.start, r.end] for r in f.gec_claims],
         "ccer_claims": [[r.start, r.end] for r in f.ccer_claims],
@@ -134,6 +134,9 @@ def footprint_lines(f: dict[str, Any]) -> str:
         lines.append(f"  replaces:   {', '.join(f['preceding'])}")
     if f["successor"]:
         lines.append(f"  replaced by {f['successor']} at entry {f['deprecated']}")
+    if len(f["versions"]) > 1:
+        shown = [v + (" (this)" if v == f["id"] else "") for v in f["versions"]]
+        lines.append(f"  versions:   {', '.join(shown)}")
     for c in f["components"]:
         lines.append(f"  component:  {c['quantity']} {c['unit']} of {c['footprint_id']}")
     for kind in ("gec", "ccer"):

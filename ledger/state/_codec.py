@@ -15,6 +15,7 @@ Key families (``{n}`` = 16 hex digits):
 ``k/{vkey}``              which org a key belongs to (keys are never reused)
 ``f/{pf}``                footprint record (lower-case UUID)
 ``fd/{up}/{down}``        reverse component edge: who a deprecation made stale
+``fv/{pf}/{later}``       a later version naming ``pf`` among its predecessors
 ``fo/{org}/{pf}``         footprints by owner
 ``a/{kind}/next``         next free serial of an asset kind (gec, ccer)
 ``ab/{kind}/{batch}``     batch record
@@ -76,7 +77,7 @@ encode_string: Any = encode_basestring
 
 def enc(value: Any) -> bytes:
     """Canonical bytes of a JSON-able state value: sorted keys, no spaces, UTF-8."""
-    if type(value) is int:  # index records (fo/, fd/, a/next): no encoder needed
+    if type(value) is int:  # index records (fo/, fd/, fv/, a/next): no encoder needed
         return str(value).encode()
     if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
         return _ENCODER.encode(value).encode()

@@ -276,6 +276,10 @@ def _publish(tx: Tx) -> None:
     tx.put(tx.ctx.index, "fo", owner, pf_id)
     for ref in components:
         tx.put(tx.ctx.index, "fd", ref["pf"], pf_id)
+    for pred_id, _ in preds:
+        # Every later version of a predecessor, for the versions query: its
+        # record names one successor, and a split has several.
+        tx.put(tx.ctx.index, "fv", pred_id, pf_id)
     tx.emit("footprint.published", pf_id, owner)
     apply_claims(tx, "gec", gec, pf_id)
     apply_claims(tx, "ccer", ccer, pf_id)

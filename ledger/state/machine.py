@@ -41,7 +41,8 @@ __all__ = ["MACHINE_ID", "MAX_CLOCK_SKEW", "MAX_OP_AGE", "Prepared", "StateMachi
 #: footprints downstream and a publish inherits none, footprint records lose
 #: their "stale" field, and the queries compute it from the upstream graph;
 #: an org's past keys leave its record for records of their own
-#: (``kp/{org}/{n}``), and rotations no longer stop at 256 past keys.
+#: (``kp/{org}/{n}``), and rotations no longer stop at 256 past keys; a new
+#: version indexes itself under each predecessor (``fv/{pf}/{later}``).
 #: This code cannot replay an older ledger's digests, so it refuses to open one
 #: (``unknown state machine 'carbonledger/v4'``) rather than fail its audit.
 MACHINE_ID = "carbonledger/v5"

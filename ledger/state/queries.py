@@ -287,24 +287,29 @@ def deprecated_at(kv: KV, pf_id: str) -> int | None:
 
 
 def footprint_versions(kv: KV, pf_id: str) -> tuple[str, ...]:
-    """All versions of the footprint's product, oldest first, following
-    predecessors back and successors forward."""
+    """Every version of the footprint's product, in order of publication:
+    its predecessors and later versions, however far, through PACT merges
+    (a version naming several predecessors) and splits (several versions
+    naming one). At most ``footprints.MAX_UPSTREAM_WALK`` are read; past
+    that, TooLarge."""
     first = pf_id.lower()
-    rec = _get(kv, "footprint", "f", first)
-    back: list[str] = []
-    cur = rec
-    while cur["preceding"]:
-        prev = cur["preceding"][0]
-        if prev in back:
-            break
-        back.append(prev)
-        cur = _get(kv, "footprint", "f", prev)
-    chain = list(reversed(back)) + [first]
-    cur = rec
-    while cur["successor"] is not None and cur["successor"] not in chain:
-        chain.append(cur["successor"])
-        cur = _get(kv, "footprint", "f", cur["successor"])
-    return tuple(chain)
+    limit = footprints.MAX_UPSTREAM_WALK
+    found: dict[str, int] = {}  # id -> published index
+    queue = deque([first])
+    seen = {first}
+    while queue:
+        pf = queue.popleft()
+        rec = _get(kv, "footprint", "f", pf)
+        found[pf] = rec["published"]
+        prefix = key("fv", pf, "")
+        later = [k[len(prefix) :].decode() for k, _ in kv.scan(prefix)]
+        for other in (*rec["preceding"], *later):
+            if other not in seen:
+                if len(seen) == limit:
+                    raise TooLarge("footprint", f"{first} has more than {limit} versions")
+                seen.add(other)
+                queue.append(other)
+    return tuple(sorted(found, key=found.__getitem__))
 
 
 def downstream_of(kv: KV, pf_id: str) -> tuple[str, ...]:

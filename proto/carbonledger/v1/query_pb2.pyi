@@ -103,7 +103,7 @@ class UnitRange(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class Footprint(_message.Message):
-    __slots__ = ("id", "owner", "status", "stale", "stale_marks", "product_name", "unit", "unit_amount", "pcf", "reference_start", "reference_end", "published", "entry_digest", "preceding", "successor", "deprecated", "lineage", "components", "gec_claims", "ccer_claims", "attestations", "stale_incomplete")
+    __slots__ = ("id", "owner", "status", "stale", "stale_marks", "product_name", "unit", "unit_amount", "pcf", "reference_start", "reference_end", "published", "entry_digest", "preceding", "successor", "deprecated", "lineage", "components", "gec_claims", "ccer_claims", "attestations", "stale_incomplete", "versions")
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class Footprint(_message.Message):
     CCER_CLAIMS_FIELD_NUMBER: _ClassVar[int]
     ATTESTATIONS_FIELD_NUMBER: _ClassVar[int]
     STALE_INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     id: str
     owner: str
     status: str
@@ -148,7 +149,8 @@ class Footprint(_message.Message):
     ccer_claims: _containers.RepeatedCompositeFieldContainer[UnitRange]
     attestations: _containers.RepeatedCompositeFieldContainer[Attestation]
     stale_incomplete: bool
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., status: _Optional[str] = ..., stale: _Optional[bool] = ..., stale_marks: _Optional[_Iterable[_Union[StaleMark, _Mapping]]] = ..., product_name: _Optional[str] = ..., unit: _Optional[str] = ..., unit_amount: _Optional[str] = ..., pcf: _Optional[str] = ..., reference_start: _Optional[int] = ..., reference_end: _Optional[int] = ..., published: _Optional[int] = ..., entry_digest: _Optional[str] = ..., preceding: _Optional[_Iterable[str]] = ..., successor: _Optional[str] = ..., deprecated: _Optional[int] = ..., lineage: _Optional[str] = ..., components: _Optional[_Iterable[_Union[Component, _Mapping]]] = ..., gec_claims: _Optional[_Iterable[_Union[UnitRange, _Mapping]]] = ..., ccer_claims: _Optional[_Iterable[_Union[UnitRange, _Mapping]]] = ..., attestations: _Optional[_Iterable[_Union[Attestation, _Mapping]]] = ..., stale_incomplete: _Optional[bool] = ...) -> None: ...
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., status: _Optional[str] = ..., stale: _Optional[bool] = ..., stale_marks: _Optional[_Iterable[_Union[StaleMark, _Mapping]]] = ..., product_name: _Optional[str] = ..., unit: _Optional[str] = ..., unit_amount: _Optional[str] = ..., pcf: _Optional[str] = ..., reference_start: _Optional[int] = ..., reference_end: _Optional[int] = ..., published: _Optional[int] = ..., entry_digest: _Optional[str] = ..., preceding: _Optional[_Iterable[str]] = ..., successor: _Optional[str] = ..., deprecated: _Optional[int] = ..., lineage: _Optional[str] = ..., components: _Optional[_Iterable[_Union[Component, _Mapping]]] = ..., gec_claims: _Optional[_Iterable[_Union[UnitRange, _Mapping]]] = ..., ccer_claims: _Optional[_Iterable[_Union[UnitRange, _Mapping]]] = ..., attestations: _Optional[_Iterable[_Union[Attestation, _Mapping]]] = ..., stale_incomplete: _Optional[bool] = ..., versions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetFootprintRequest(_message.Message):
     __slots__ = ("footprint_id",)
