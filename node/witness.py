@@ -56,6 +56,7 @@ from ledger.keys import Signer, Verifier
 from ledger.log import Ledger
 from ledger.merkle import verify_consistency
 from ledger.note import SignedNote, format_note, open_note, parse_note
+from node._files import write_durably
 
 __all__ = [
     "MAX_ADD_CHECKPOINT_BYTES",
@@ -329,7 +330,7 @@ class Witness:
             "version": _STATE_VERSION,
             "logs": {o: {"size": v.size, "root": b64encode(v.root), "note": v.note} for o, v in self._latest.items()},
         }
-        _write_durably(self._dir / "state.json", json.dumps(data, indent=1, sort_keys=True))
+        write_durably(self._dir / "state.json", json.dumps(data, indent=1, sort_keys=True))
 
     def _keep_evidence(self, kind: str, cp: Checkpoint, note: str, ours: str, detail: str) -> str | None:
         files = self.evidence_files()
@@ -346,19 +347,5 @@ class Witness:
             "time": int(self._clock()),
         }
         path = self._dir / "evidence" / f"{time.time_ns()}-{kind}-{cp.size}.json"
-        _write_durably(path, json.dumps(record, indent=1, sort_keys=True))
+        write_durably(path, json.dumps(record, indent=1, sort_keys=True))
         return str(path)
-
-
-def _write_durably(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
