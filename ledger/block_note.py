@@ -42,10 +42,12 @@ __all__ = [
     "BLOCK_NOTE_MARKER",
     "MAX_POSITION_SIZE",
     "BlockNote",
+    "SignedStatement",
     "format_block_note",
     "open_block_note",
     "parse_block_note",
     "sign_block_note",
+    "tally_block_notes",
     "verify_block_vouchers",
 ]
 
@@ -137,6 +139,50 @@ def open_block_note(
     if not signers:
         raise MalformedError("block note", f"no signature by a log key of {note.origin!r}")
     return note, signers
+
+
+@dataclass(frozen=True, slots=True)
+class SignedStatement:
+    """One statement about a block height that replicas signed: the block
+    hash and the position (None for notes without one), the distinct log
+    keys (verifier keys) that sign it, and their signed notes."""
+
+    block_hash: bytes
+    position: bytes | None
+    signers: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def tally_block_notes(
+    origin: str, height: int, notes: Iterable[str | bytes], policy: Policy
+) -> tuple[SignedStatement, ...]:
+    """Who signs what about block ``height`` of log ``origin``: each distinct
+    (block hash, position) the notes state, with the policy's log keys that
+    sign it, in the order first seen.
+
+    Notes are opened and passed over exactly as in
+    :func:`verify_block_vouchers` (1). This decides nothing: it tells, for
+    the evidence of a :class:`BlockConflict`, on which side of it the
+    replicas stand. A key that signs two statements appears in both.
+    """
+    verifiers = [log.verifier for log in policy.logs if log.verifier.name == origin]
+    found: dict[tuple[bytes, bytes | None], tuple[dict[str, None], list[str]]] = {}
+    for data in notes:
+        try:
+            note, signers = open_block_note(data, verifiers)
+        except LedgerError:
+            continue
+        if note.origin != origin or note.block.height != height:
+            continue
+        keys, texts = found.setdefault((block_hash(note.block), note.position), ({}, []))
+        keys.update((v.vkey, None) for v in signers)
+        text = data.decode() if isinstance(data, bytes) else data
+        if text not in texts:
+            texts.append(text)
+    return tuple(
+        SignedStatement(hash_, position, tuple(keys), tuple(texts))
+        for (hash_, position), (keys, texts) in found.items()
+    )
 
 
 def verify_block_vouchers(

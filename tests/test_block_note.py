@@ -17,6 +17,7 @@ from ledger.block_note import (
     open_block_note,
     parse_block_note,
     sign_block_note,
+    tally_block_notes,
     verify_block_vouchers,
 )
 from ledger.checkpoint import Checkpoint, format_checkpoint, parse_checkpoint, sign_checkpoint
@@ -170,6 +171,28 @@ def test_a_replica_signing_another_block_or_position_is_a_conflict() -> None:
     verify_block_vouchers(
         ORIGIN, BLOCK, None, [signed(0), signed(1, position=b"\x00" * 16)], POLICY
     )
+
+
+def test_a_tally_says_which_replicas_sign_each_side_of_a_conflict() -> None:
+    other_time = Block(*[103 if f == "time" else getattr(BLOCK, f) for f in BLOCK.__slots__])  # type: ignore[attr-defined]
+    outsider = Signer.from_seed(ORIGIN, hashlib.sha256(b"not in the policy").digest())
+    notes = [
+        signed(0),
+        signed(1, other_time),
+        signed(2),
+        signed(0),  # the same replica behind a second address
+        signed(1, position=None),
+        sign_block_note(BlockNote(ORIGIN, other_time, POSITION), outsider),
+        signed(2, Block(*[4 if f == "height" else getattr(BLOCK, f) for f in BLOCK.__slots__])),  # type: ignore[attr-defined]
+        "not a note",
+    ]
+    tally = tally_block_notes(ORIGIN, 3, notes, POLICY)
+    assert [(t.block_hash, t.position, t.signers) for t in tally] == [
+        (block_hash(BLOCK), POSITION, (log_key(0).vkey, log_key(2).vkey)),
+        (block_hash(other_time), POSITION, (log_key(1).vkey,)),
+        (block_hash(BLOCK), None, (log_key(1).vkey,)),
+    ]
+    assert tally[0].notes == (signed(0), signed(2)) and tally[1].notes == (notes[1],)
 
 
 def test_a_policy_without_witnesses_asks_one_log_key() -> None:
