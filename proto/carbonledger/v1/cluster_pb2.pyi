@@ -128,7 +128,7 @@ class PeerRefusal(_message.Message):
     def __init__(self, peer: _Optional[str] = ..., tree_size: _Optional[int] = ..., kind: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("node_id", "applied_revision", "tree_size", "root_hash", "cosigned_size", "refusals", "blocks_from_peers", "applied_seq")
+    __slots__ = ("node_id", "applied_revision", "tree_size", "root_hash", "cosigned_size", "refusals", "blocks_from_peers", "applied_seq", "block_conflicts", "recent_block_conflicts")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,8 @@ class ClusterStatus(_message.Message):
     REFUSALS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FROM_PEERS_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_BLOCK_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     applied_revision: int
     tree_size: int
@@ -145,4 +147,24 @@ class ClusterStatus(_message.Message):
     refusals: _containers.RepeatedCompositeFieldContainer[PeerRefusal]
     blocks_from_peers: int
     applied_seq: int
-    def __init__(self, node_id: _Optional[str] = ..., applied_revision: _Optional[int] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., cosigned_size: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[PeerRefusal, _Mapping]]] = ..., blocks_from_peers: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
+    block_conflicts: int
+    recent_block_conflicts: _containers.RepeatedCompositeFieldContainer[BlockConflictSeen]
+    def __init__(self, node_id: _Optional[str] = ..., applied_revision: _Optional[int] = ..., tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., cosigned_size: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[PeerRefusal, _Mapping]]] = ..., blocks_from_peers: _Optional[int] = ..., applied_seq: _Optional[int] = ..., block_conflicts: _Optional[int] = ..., recent_block_conflicts: _Optional[_Iterable[_Union[BlockConflictSeen, _Mapping]]] = ...) -> None: ...
+
+class BlockConflictSeen(_message.Message):
+    __slots__ = ("height", "what", "signer", "evidence", "peer", "quorum_side", "times_seen")
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_SIDE_FIELD_NUMBER: _ClassVar[int]
+    TIMES_SEEN_FIELD_NUMBER: _ClassVar[int]
+    height: int
+    what: str
+    signer: str
+    evidence: str
+    peer: str
+    quorum_side: str
+    times_seen: int
+    def __init__(self, height: _Optional[int] = ..., what: _Optional[str] = ..., signer: _Optional[str] = ..., evidence: _Optional[str] = ..., peer: _Optional[str] = ..., quorum_side: _Optional[str] = ..., times_seen: _Optional[int] = ...) -> None: ...
