@@ -95,6 +95,7 @@ class ClusterNode:
                 compact_interval=config.compact_interval,
                 timeout=config.etcd_timeout,
                 genesis=_genesis(config.node_dir),
+                evidence_dir=config.node_dir / "evidence",
             )
             if self.collector is not None:
                 self.replicator.add_listener(lambda committed: self.collector.poke())  # type: ignore[union-attr]

@@ -11,7 +11,9 @@ test of a late node catching up after compaction is in test_cluster_faults.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,20 +21,34 @@ import grpc
 import pytest
 from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc
 
-from ledger.block import block_hash
+from ledger._b64 import b64decode
+from ledger.block import block_hash, decode_block
+from ledger.block_note import parse_block_note
 from ledger.checkpoint import cosign_checkpoint
 from ledger.errors import (
     BlockConflict,
     BlockNotConfirmed,
     InconsistencyError,
+    InvalidSignature,
     NotFound,
     QuorumNotMet,
     VerificationError,
 )
 from ledger.keys import Signer
 from ledger.log import Ledger
+from ledger.note import open_note
 from ledger.policy import parse_policy
-from node.replication.catchup import CATCHING_UP, catch_up, encode_position, verify_and_apply
+from node.cluster import ClusterConfig, ClusterNode
+from node.replication import replicator
+from node.replication.catchup import (
+    CATCHING_UP,
+    catch_up,
+    confirm_page,
+    encode_position,
+    verify_and_apply,
+    verify_page,
+)
+from node.replication.conflicts import BlockConflicts, conflict_evidence
 from node.replication.etcd import OrderingUnavailable
 from node.replication.peer import (
     POSITION_KEY,
@@ -370,7 +386,7 @@ def test_no_block_is_applied_until_another_replica_can_vouch_for_it() -> None:
 
 
 def test_a_peer_serving_forged_times_over_grpc_is_refused_and_the_conflict_logged(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     malicious, honest, fresh = forged_times(), replica(1, HONEST), replica(2, [])
     nodes = [
@@ -387,12 +403,152 @@ def test_a_peer_serving_forged_times_over_grpc_is_refused_and_the_conflict_logge
             caplog.at_level("ERROR", logger="carbonledger.node"),
             pytest.raises(OrderingUnavailable),
         ):
-            asyncio.run(catch_up(fresh, peers, POLICY, executor, rounds=2, backoff=0.01))
+            kept = BlockConflicts(tmp_path)
+            asyncio.run(catch_up(fresh, peers, POLICY, executor, rounds=2, backoff=0.01, conflicts=kept))
         assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
         forged, real = block_hash(malicious.head).hex(), block_hash(honest.head).hex()
-        conflicts = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "block_conflict"]
+        conflicts = [r for r in caplog.records if getattr(r, "event", None) == "block_conflict"]
         assert len(conflicts) == 2
-        assert all("CONFLICT" in m and "block 3" in m and forged in m and real in m for m in conflicts)
+        assert all(
+            "CONFLICT" in m and "block 3" in m and forged in m and real in m
+            for m in (r.getMessage() for r in conflicts)
+        )
+        # Two distinct conflicts, each kept with its dissenting replica's key.
+        files = {r.__dict__["evidence"] for r in conflicts}
+        assert files == {str(p) for p in tmp_path.iterdir()} and len(files) == 2
+        assert {(c.peer, c.signer) for c in kept.recent()} == {
+            (peers[0], log_key(1).vkey), (peers[1], log_key(0).vkey)
+        }
     finally:
         for n in nodes:
             n.stop()
+
+
+# -- the evidence of a conflict: kept on disk, once, and reported
+
+
+def key_id(n: int) -> str:
+    return log_key(n).vkey.split("+")[1]
+
+
+def test_a_conflict_met_while_catching_up_is_kept_once_with_both_sides_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    malicious, honest, fresh = forged_times(), replica(1, HONEST), replica(2, [])
+    nodes = [
+        peer_node(led, PeerServicer(led, collector=_FixedAnchor(cosigned(led, 3, 0, 1)), policy=POLICY))  # type: ignore[arg-type]
+        for led in (malicious, honest)
+    ]
+    peers = [n.target for n in nodes]
+    evidence = tmp_path / "node" / "evidence"
+    # One round of catch-up per call: it asks the malicious peer for blocks,
+    # and the honest replica's note conflicts with them.
+    monkeypatch.setattr(replicator, "catch_up", functools.partial(catch_up, rounds=1, backoff=0.01))
+
+    async def meet_it_twice() -> tuple[replicator.Replicator, list[str], cluster_pb2.ClusterStatus]:
+        # Wired as `carbonledger serve --etcd` wires it (etcd is never reached here).
+        config = ClusterConfig(tmp_path / "node", node_id="fresh", peers=peers, policy=POLICY, etcd=["127.0.0.1:9"])
+        rep = ClusterNode(fresh, config).replicator
+        assert isinstance(rep, replicator.Replicator)
+        try:
+            texts = []
+            for _ in range(2):
+                with pytest.raises(OrderingUnavailable):
+                    await rep._catch_up()
+                texts += [p.read_text() for p in evidence.iterdir()]
+            servicer = PeerServicer(fresh, status=rep.fill_status)
+            status = await servicer.GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), None)  # type: ignore[arg-type]
+        finally:
+            await rep.stop()
+        return rep, texts, status
+
+    try:
+        rep, texts, status = asyncio.run(meet_it_twice())
+    finally:
+        for n in nodes:
+            n.stop()
+    assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+    # (1) Exactly one file, named by height and the dissenting key, met twice
+    # and written once: the second meeting found it and left it as it was.
+    (path,) = evidence.iterdir()
+    assert path.name.startswith(f"block-conflict-3-{key_id(1)}-") and path.suffix == ".json"
+    assert len(texts) == 2 and texts[0] == texts[1] == path.read_text()
+    record = json.loads(path.read_text())
+    assert (record["kind"], record["origin"], record["height"], record["what"]) == ("block_conflict", ORIGIN, 3, "block hash")
+    assert any("NOT signed by the serving peer" in line for line in record["about"])
+    # (2) The side served: the malicious peer's block 3, by address.
+    served = record["served"]
+    assert served["peer"] == peers[0]
+    assert decode_block(b64decode(served["block"], what="block")) == malicious.block(3)
+    assert served["value"] == served["block_hash"] == block_hash(malicious.block(3)).hex()
+    assert served["position"] is not None and b64decode(served["position"], what="position") == encode_position(2, 1002)
+    # (3) The side signed: the honest replica's note, which verifies with its
+    # log key (and with no other) and names its own block 3.
+    signed = record["signed"]
+    assert signed["signer"] == log_key(1).vkey and signed["value"] == block_hash(honest.block(3)).hex()
+    opened = open_note(signed["note"], [log_key(1).verifier()])
+    assert parse_block_note(opened.text).block == honest.block(3)
+    with pytest.raises(InvalidSignature):
+        open_note(signed["note"], [log_key(0).verifier()])
+    # (4) Each replica signed its own side: no quorum for either.
+    quorum = record["quorum"]
+    assert (quorum["needed"], quorum["supports"]) == (2, "neither")
+    assert (quorum["served_by"], quorum["signed_by"]) == ([log_key(0).vkey], [log_key(1).vkey])
+    assert sorted(quorum["notes"]) == sorted(notes(3, malicious, honest))
+    # (5) GetClusterStatus: met twice, one distinct conflict with its file.
+    assert status.block_conflicts == 2 == rep.conflicts.count
+    (seen,) = status.recent_block_conflicts
+    assert (seen.height, seen.what, seen.signer, seen.evidence) == (3, "block hash", log_key(1).vkey, str(path))
+    assert (seen.peer, seen.quorum_side, seen.times_seen) == (peers[0], "neither", 2)
+
+
+def position_conflict() -> tuple[BlockConflict, list[str], Ledger]:
+    """A peer serving a forged resume position, met with the notes of two
+    honest replicas (keys 1 and 2) and its own."""
+    malicious = replica(0, HONEST, first_revision=5000)
+    fresh = Ledger.memory(signer=Signer.from_seed(ORIGIN, hashlib.sha256(b"fresh").digest()), created_time=0)
+    page = verify_page(fresh, read_blocks(malicious, 1, 0, 256, cosigned(malicious, 3, 0, 1)), POLICY)
+    fetched = notes(3, malicious, replica(1, HONEST), replica(2, HONEST))
+    with pytest.raises(BlockConflict) as conflict:
+        confirm_page(fresh, page, fetched, POLICY)
+    return conflict.value, fetched, malicious
+
+
+def test_the_evidence_names_the_side_a_quorum_of_replicas_signed() -> None:
+    conflict, fetched, malicious = position_conflict()
+    record = conflict_evidence(
+        ORIGIN, conflict, peer="peer-a:1", served_block=malicious.head,
+        served_position=encode_position(2, 5002), notes=fetched, policy=POLICY, time=0,
+    )  # fmt: skip
+    assert (record["what"], record["served"]["value"]) == ("position", encode_position(2, 5002).hex())
+    assert record["signed"]["value"] == encode_position(2, 1002).hex()
+    quorum = record["quorum"]
+    assert (quorum["supports"], quorum["served_by"]) == ("signed", [log_key(0).vkey])
+    assert quorum["signed_by"] == [log_key(1).vkey, log_key(2).vkey]
+    # The digest covers both sides, not who served them nor when.
+    again = conflict_evidence(
+        ORIGIN, conflict, peer="peer-b:2", served_block=malicious.head,
+        served_position=encode_position(2, 5002), notes=fetched[:2], policy=POLICY, time=99,
+    )  # fmt: skip
+    assert again["digest"] == record["digest"]
+
+
+def test_evidence_is_never_overwritten_nor_written_twice(tmp_path: Path) -> None:
+    conflict, fetched, malicious = position_conflict()
+    args = {
+        "peer": "peer-a:1", "served_block": malicious.head, "served_position": encode_position(2, 5002),
+        "notes": fetched, "policy": POLICY,
+    }  # fmt: skip
+    record = conflict_evidence(ORIGIN, conflict, time=0, **args)  # type: ignore[arg-type]
+    name = f"block-conflict-3-{key_id(1)}-{record['digest'][:16]}.json"
+    # Another file already holds the name (a different conflict whose digest
+    # starts the same): it is left as it was, and the evidence goes beside it.
+    tmp_path.joinpath(name).write_text('{"digest": "another"}')
+    first = BlockConflicts(tmp_path).keep(ORIGIN, conflict, **args)  # type: ignore[arg-type]
+    assert first.evidence == str(tmp_path / name.replace(".json", "-2.json"))
+    assert tmp_path.joinpath(name).read_text() == '{"digest": "another"}'
+    # A node restarted meets the same conflict: it finds the file it kept.
+    second = BlockConflicts(tmp_path).keep(ORIGIN, conflict, **args)  # type: ignore[arg-type]
+    assert second.evidence == first.evidence and second.quorum_side == "signed"
+    assert {p.name for p in tmp_path.iterdir()} == {name, name.replace(".json", "-2.json")}
+    assert json.loads(Path(first.evidence).read_text())["digest"] == record["digest"]

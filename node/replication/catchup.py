@@ -23,9 +23,14 @@ applies nothing that is not verified and vouched for:
    anchor, the same position. Counting keys, not addresses, one replica
    behind two addresses counts once; the serving peer counts only through
    its own signed note. A note with another hash or position is a conflict
-   (:class:`BlockConflict`, naming the height, both values and the signer,
-   logged as an error): nothing of the page is applied and the next peer is
-   tried. Too few vouchers (peers behind that height, down, or without the
+   (:class:`BlockConflict`, naming the height, both values and the signer):
+   two replicas cannot both be right, so it is logged as an error and its
+   evidence kept (node/replication/conflicts.py: one file per distinct
+   conflict under the node directory's ``evidence/``, with the block and
+   position as served and by whom, the dissenting replica's signed note, and
+   which side the replicas' notes give a quorum; and in
+   ``Peer.GetClusterStatus``, the count and the newest few). Nothing of the
+   page is applied and the next peer is tried. Too few vouchers (peers behind that height, down, or without the
    position) is :class:`BlockNotConfirmed`: the page stays verified in memory
    and the peers are asked again with back-off; after ``vouch_rounds`` the
    page is dropped and fetched again (the anchor may have moved to a height
@@ -76,6 +81,7 @@ from ledger.errors import (
 from ledger.log import Ledger, Receipt, open_tile_reader
 from ledger.merkle import CompactRange, leaf_hash, verify_consistency
 from ledger.policy import Policy, verify_checkpoint_policy
+from node.replication.conflicts import BlockConflicts
 from node.replication.etcd import OrderingUnavailable
 from node.replication.peer import POSITION_KEY, position_at_key
 
@@ -242,15 +248,53 @@ async def fetch_block_notes(peers: Sequence[str], height: int, *, timeout: float
 
 
 async def _vouched(
-    ledger: Ledger, peers: Sequence[str], page: VerifiedPage, policy: Policy, *, rounds: int, backoff: float
+    ledger: Ledger,
+    peers: Sequence[str],
+    page: VerifiedPage,
+    policy: Policy,
+    *,
+    rounds: int,
+    backoff: float,
+    peer: str,
+    conflicts: BlockConflicts | None,
 ) -> tuple[str, ...]:
     """Step (5) over the network: the page stays verified in memory while
-    too few replicas can vouch for it yet, and is asked about again."""
+    too few replicas can vouch for it yet, and is asked about again. A
+    conflict is logged, its evidence kept in ``conflicts``, and raised."""
     attempt = 0
     while True:
         notes = await fetch_block_notes(peers, page.last.height)
         try:
             return confirm_page(ledger, page, notes, policy)
+        except BlockConflict as exc:
+            evidence = ""
+            if conflicts is not None:
+                position = encode_position(*page.position) if page.position is not None else None
+                seen = await asyncio.to_thread(
+                    conflicts.keep,
+                    ledger.origin,
+                    exc,
+                    peer=peer,
+                    served_block=page.last,
+                    served_position=position,
+                    notes=notes,
+                    policy=policy,
+                )
+                evidence = seen.evidence
+            _log.error(
+                "CONFLICT: blocks served by %s disagree with a replica's signed note; nothing of them "
+                "applied: %s (evidence: %s)",
+                peer,
+                exc,
+                evidence or "not kept",
+                extra={
+                    "event": "block_conflict",
+                    "height": exc.height,
+                    "signed_note": exc.note,
+                    "evidence": evidence,
+                },
+            )
+            raise
         except BlockNotConfirmed as exc:
             attempt += 1
             if attempt >= rounds:
@@ -268,11 +312,13 @@ async def catch_up(
     rounds: int = 1000,
     vouch_rounds: int = 10,
     backoff: float = 0.2,
+    conflicts: BlockConflicts | None = None,
 ) -> tuple[int, int]:
     """Fetch, verify, have vouched for, and apply blocks from ``peers`` until
     one of them gives its etcd position; return it. Each of ``rounds`` asks
     one peer for blocks; each page is asked about up to ``vouch_rounds``
-    times before it is dropped and fetched again."""
+    times before it is dropped and fetched again. Block conflicts met are
+    kept in ``conflicts`` (node/replication/conflicts.py)."""
     loop = asyncio.get_running_loop()
     for attempt in range(rounds):
         peer = peers[attempt % len(peers)]
@@ -286,7 +332,16 @@ async def catch_up(
                 response = await stub.GetBlocks(request, timeout=30)
                 page = await loop.run_in_executor(executor, verify_page, ledger, response, policy)
                 if page.needs_vouchers:
-                    vouchers = await _vouched(ledger, peers, page, policy, rounds=vouch_rounds, backoff=backoff)
+                    vouchers = await _vouched(
+                        ledger,
+                        peers,
+                        page,
+                        policy,
+                        rounds=vouch_rounds,
+                        backoff=backoff,
+                        peer=peer,
+                        conflicts=conflicts,
+                    )
                     _log.info("block %d from peer %s is vouched for by %s", page.last.height, peer, ", ".join(vouchers))
                 position = await loop.run_in_executor(executor, apply_page, ledger, page)
                 if position is not None:
@@ -296,13 +351,8 @@ async def catch_up(
                     break
         except grpc.RpcError as exc:
             _log.warning("catch-up from %s failed: %s", peer, exc.code())  # type: ignore[attr-defined]
-        except BlockConflict as exc:
-            _log.error(
-                "CONFLICT: blocks served by %s disagree with a replica's signed note; nothing of them applied: %s",
-                peer,
-                exc,
-                extra={"event": "block_conflict", "height": exc.height, "signed_note": exc.note},
-            )
+        except BlockConflict:
+            pass  # logged, and its evidence kept, where it was met (_vouched)
         except BlockNotConfirmed as exc:
             _log.warning("blocks from %s not applied, too few replicas vouch for them yet: %s", peer, exc)
         except LedgerError as exc:

@@ -36,6 +36,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from carbonledger.v1 import cluster_pb2
@@ -52,11 +53,12 @@ from node.replication.catchup import (
     decode_position,
     encode_position,
 )
+from node.replication.conflicts import BlockConflicts
 from node.replication.etcd import EtcdOrdering, OrderingUnavailable
 from node.replication.peer import position_at_key
 from node.replication.records import BatchRecord, decode_record, encode_record, split_batch
 
-__all__ = ["ReplicatedCommitter", "Replicator"]
+__all__ = ["ReplicatedCommitter", "Replicator", "fill_conflicts"]
 
 _log = logging.getLogger("carbonledger.node")
 _ApplyResult = list[Receipt | LedgerError]
@@ -77,6 +79,7 @@ class Replicator:
         timeout: float = 5.0,
         apply_timeout: float = 30.0,
         genesis: bytes | None = None,
+        evidence_dir: Path | None = None,
     ) -> None:
         self._ledger = ledger
         self._etcd = EtcdOrdering(endpoints, prefix, timeout=timeout)
@@ -96,6 +99,9 @@ class Replicator:
         self._tasks: list[asyncio.Task[None]] = []
         self._next_seq = 0
         self.blocks_from_peers = 0
+        # Block conflicts met while catching up: evidence files under
+        # ``evidence_dir`` (the node directory's evidence/), and the status.
+        self.conflicts = BlockConflicts(evidence_dir)
         self.position: tuple[int, int] | None = None
         self.caught_up = asyncio.Event()
 
@@ -248,7 +254,9 @@ class Replicator:
         if not self._peers:
             raise OrderingUnavailable("etcd no longer holds the batches this node needs and it has no --peer")
         before = self._ledger.head.height
-        position = await catch_up(self._ledger, self._peers, self._policy, self._applier)
+        position = await catch_up(
+            self._ledger, self._peers, self._policy, self._applier, conflicts=self.conflicts
+        )
         self.blocks_from_peers += self._ledger.head.height - before
         if self.position is not None and position[0] <= self.position[0]:
             await asyncio.sleep(0.5)  # the peers are no further than we are; let them move on
@@ -277,6 +285,24 @@ class Replicator:
         if self.position is not None:
             status.applied_seq, status.applied_revision = self.position
         status.blocks_from_peers = self.blocks_from_peers
+        fill_conflicts(status, self.conflicts)
+
+
+def fill_conflicts(status: cluster_pb2.ClusterStatus, conflicts: BlockConflicts) -> None:
+    """The block conflicts part of ``status``."""
+    status.block_conflicts = conflicts.count
+    for c in conflicts.recent():
+        status.recent_block_conflicts.append(
+            cluster_pb2.BlockConflictSeen(
+                height=c.height,
+                what=c.what,
+                signer=c.signer,
+                evidence=c.evidence,
+                peer=c.peer,
+                quorum_side=c.quorum_side,
+                times_seen=c.times_seen,
+            )
+        )
 
 
 class ReplicatedCommitter(GroupCommitter):

@@ -1,0 +1,295 @@
+"""Keeping the evidence of block conflicts that catch-up meets.
+
+A :class:`~ledger.errors.BlockConflict` (node/replication/catchup.py, step 5)
+means that a replica signed a block note naming another block hash, or
+another position, than the block a peer served at the same height. Both
+cannot be true: one of the two replicas lies or is corrupt, and an operator
+must find out which. Nothing of the page is applied; what is kept here is
+what the operator needs to act on it:
+
+- one JSON file per distinct conflict under the node directory's
+  ``evidence/`` folder (the witness keeps its fork evidence the same way
+  under ``witness/evidence/``), written durably (a temporary file, fsync,
+  then linked into place), named ``block-conflict-<height>-<signer key
+  id>-<digest>.json``. The digest covers both sides (the served block and
+  position, the dissenting note), so a conflict met again on a retry finds
+  its file and writes nothing, and a different conflict never overwrites an
+  earlier file. At most 1,000 files are kept, as for the witness;
+- in memory, how many conflicts were met since the node started and the
+  newest few distinct ones, which ``Peer.GetClusterStatus`` reports.
+
+What in the file proves what is said in the file itself (:data:`ABOUT`):
+the dissenting note is signed, the served block is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ledger._b64 import b64encode
+from ledger.block import Block, block_hash, encode_block
+from ledger.block_note import tally_block_notes
+from ledger.errors import BlockConflict
+from ledger.policy import Policy, quorum_size
+from node._files import write_durably
+
+__all__ = ["ABOUT", "BlockConflicts", "ConflictSeen", "conflict_evidence"]
+
+#: The header of every evidence file: what each part proves, and what not.
+ABOUT = (
+    "carbonledger block conflict evidence, version 1.",
+    (
+        "A node catching up (node/replication/catchup.py) was served a block by the peer at served.peer, "
+        "and a replica of the same log signed a block note naming another block hash or position at the "
+        "same height. Both cannot be true: one of the two replicas lies or is corrupt."
+    ),
+    (
+        "signed.note is self-authenticating: a c2sp.org/signed-note signed with the dissenting replica's "
+        "log key signed.signer. Check it with ledger.note.open_note (or ledger.block_note.open_block_note) "
+        "and that key."
+    ),
+    (
+        "served.block is NOT signed by the serving peer: it is what that address sent over an "
+        "unauthenticated call, and alone proves nothing against that replica. The notes in "
+        "quorum.notes are all signed: a replica that signed the served block (the serving one, if it "
+        "did) is named in quorum.served_by, and its note is among them."
+    ),
+    (
+        "quorum.supports names the side that as many replicas as the cluster policy's quorum (quorum.needed) "
+        "signed among the notes fetched when the conflict was met: served, signed, both or neither."
+    ),
+)
+_KIND = "block_conflict"
+_VERSION = 1
+_MAX_EVIDENCE_FILES = 1000
+_RECENT = 8
+_log = logging.getLogger("carbonledger.node")
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictSeen:
+    """One distinct conflict as ``GetClusterStatus`` reports it. ``evidence``
+    is the path of its file, or "" when none could be kept."""
+
+    height: int
+    what: str
+    signer: str
+    evidence: str
+    peer: str
+    quorum_side: str
+    times_seen: int
+    digest: str
+
+
+def conflict_evidence(
+    origin: str,
+    conflict: BlockConflict,
+    *,
+    peer: str,
+    served_block: Block,
+    served_position: bytes | None,
+    notes: Sequence[str],
+    policy: Policy,
+    time: int,
+) -> dict[str, Any]:
+    """The evidence record of ``conflict``, met when ``peer`` served
+    ``served_block`` (the page's last block, the one at the conflict's
+    height) and ``served_position`` (None short of the anchor), and the
+    replicas answered with ``notes``. Pure: writes nothing."""
+    served_hash = block_hash(served_block)
+    # (1) Who signed which side: for a block hash conflict, any note of each
+    # hash; for a position conflict, notes of the served block with each position.
+    tally = tally_block_notes(origin, conflict.height, notes, policy)
+    if conflict.what == "position":
+
+        def signers_of(value: bytes) -> list[str]:
+            return _union(
+                t.signers for t in tally if t.block_hash == served_hash and t.position == value
+            )
+
+    else:
+
+        def signers_of(value: bytes) -> list[str]:
+            return _union(t.signers for t in tally if t.block_hash == value)
+
+    served_by, signed_by = signers_of(conflict.served), signers_of(conflict.signed)
+    needed = max(1, quorum_size(policy))
+    supports = {(True, True): "both", (True, False): "served", (False, True): "signed"}.get(
+        (len(served_by) >= needed, len(signed_by) >= needed), "neither"
+    )
+    # (2) Both sides. The digest covers them and nothing that may change when
+    # the same conflict is met again: not the time, the other notes, nor the
+    # address that served the block.
+    served = {
+        "peer": peer,
+        "value": conflict.served.hex(),
+        "block": b64encode(encode_block(served_block)),
+        "block_hash": served_hash.hex(),
+        "position": b64encode(served_position) if served_position is not None else None,
+    }
+    signed = {"signer": conflict.signer, "value": conflict.signed.hex(), "note": conflict.note}
+    sides = {
+        "origin": origin,
+        "height": conflict.height,
+        "what": conflict.what,
+        "served": served,
+        "signed": signed,
+    }
+    both = dict(sides, served={k: v for k, v in served.items() if k != "peer"})
+    digest = hashlib.sha256(json.dumps(both, sort_keys=True).encode()).hexdigest()
+    return {
+        "about": list(ABOUT),
+        "kind": _KIND,
+        "version": _VERSION,
+        **sides,
+        "quorum": {
+            "needed": needed,
+            "served_by": served_by,
+            "signed_by": signed_by,
+            "supports": supports,
+            "notes": [n for t in tally for n in t.notes],
+        },
+        "digest": digest,
+        "time": time,
+    }
+
+
+def _union(groups: Iterable[Iterable[str]]) -> list[str]:
+    out: dict[str, None] = {}
+    for group in groups:
+        out.update((key, None) for key in group)
+    return list(out)
+
+
+def _key_ids(signer: str) -> str:
+    # A verifier key is name+hexkeyid+base64; the name may hold no '+'.
+    return "_".join(
+        vkey.split("+", 2)[1] if vkey.count("+") >= 2 else "unknown" for vkey in signer.split(", ")
+    )
+
+
+class BlockConflicts:
+    """Block conflicts met by catch-up: evidence files under ``directory``
+    (none kept when it is None) and, in memory, the count and the newest few.
+    Thread-safe: catch-up keeps from a worker thread while the gRPC status
+    call reads from the event loop."""
+
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        recent: int = _RECENT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._dir = directory
+        self._recent_max = recent
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._recent: list[ConflictSeen] = []
+        self.count = 0
+
+    def recent(self) -> list[ConflictSeen]:
+        """The newest distinct conflicts, newest first."""
+        with self._lock:
+            return list(self._recent)
+
+    def evidence_files(self) -> list[Path]:
+        if self._dir is None or not self._dir.is_dir():
+            return []
+        return sorted(self._dir.glob("block-conflict-*.json"))
+
+    def keep(
+        self,
+        origin: str,
+        conflict: BlockConflict,
+        *,
+        peer: str,
+        served_block: Block,
+        served_position: bytes | None,
+        notes: Sequence[str],
+        policy: Policy,
+    ) -> ConflictSeen:
+        """Record ``conflict`` (see :func:`conflict_evidence` for the
+        arguments): write its evidence file unless one exists, count it, and
+        return it as the status reports it. A file that cannot be written is
+        logged, and the conflict reported without one."""
+        record = conflict_evidence(
+            origin,
+            conflict,
+            peer=peer,
+            served_block=served_block,
+            served_position=served_position,
+            notes=notes,
+            policy=policy,
+            time=int(self._clock()),
+        )
+        digest = str(record["digest"])
+        with self._lock:
+            self.count += 1
+            known = next((c for c in self._recent if c.digest == digest), None)
+            try:
+                # Also for a conflict met before: its file is found, not rewritten.
+                path = self._write(record, conflict)
+            except OSError as exc:
+                # The conflict is still counted and reported; only the file is missing.
+                _log.error("could not keep the evidence of %s: %s", conflict, exc)
+                path = ""
+            seen = ConflictSeen(
+                conflict.height,
+                conflict.what,
+                conflict.signer,
+                path,
+                peer,
+                str(record["quorum"]["supports"]),
+                1,
+                digest,
+            )
+            if known is not None:
+                seen = replace(seen, times_seen=known.times_seen + 1)
+            self._recent = [seen, *(c for c in self._recent if c.digest != digest)][
+                : self._recent_max
+            ]
+            return seen
+
+    def _write(self, record: dict[str, Any], conflict: BlockConflict) -> str:
+        """The evidence file of ``record``: the existing one if the same
+        conflict was kept before (by this run or an earlier one), else a new
+        one under a name no other file holds; "" past the file cap."""
+        if self._dir is None:
+            return ""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        digest = str(record["digest"])
+        stem = f"block-conflict-{conflict.height}-{_key_ids(conflict.signer)}-{digest[:16]}"
+        text = json.dumps(record, indent=1) + "\n"
+        for n in range(1, 100):
+            path = self._dir / (stem + ("" if n == 1 else f"-{n}") + ".json")
+            if not path.exists():
+                if len(self.evidence_files()) >= _MAX_EVIDENCE_FILES:
+                    _log.error(
+                        "not keeping the evidence of %s: %d evidence files already",
+                        conflict,
+                        _MAX_EVIDENCE_FILES,
+                    )
+                    return ""
+                if write_durably(path, text, replace=False):
+                    return str(path)
+            if _digest_of(path) == digest:
+                return str(path)
+            # Another conflict's file (a digest prefix shared): never overwritten.
+        return ""
+
+
+def _digest_of(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(data.get("digest")) if isinstance(data, dict) else None
