@@ -7,6 +7,9 @@ A node directory holds::
     authority.key an authority key, if init generated one (0600)
     genesis.dsse  the genesis envelope, entry 0 of the log
     ledger/       the LMDB ledger
+    witness/      the witness's state and its evidence/ of forks (with --witness-key)
+    evidence/     evidence of block conflicts met while catching up from peers
+                  (node/replication/conflicts.py)
 """
 
 from __future__ import annotations
