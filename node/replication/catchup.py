@@ -30,8 +30,9 @@ applies nothing that is not verified and vouched for:
    position as served and by whom, the dissenting replica's signed note, and
    which side the replicas' notes give a quorum; and in
    ``Peer.GetClusterStatus``, the count and the newest few). Nothing of the
-   page is applied and the next peer is tried. Too few vouchers (peers behind that height, down, or without the
-   position) is :class:`BlockNotConfirmed`: the page stays verified in memory
+   page is applied and the next peer is tried. Too few vouchers (peers
+   behind that height, down, or without the position) is
+   :class:`BlockNotConfirmed`: the page stays verified in memory
    and the peers are asked again with back-off; after ``vouch_rounds`` the
    page is dropped and fetched again (the anchor may have moved to a height
    more replicas hold), and the node keeps catching up, never applying an

@@ -103,7 +103,9 @@ def conflict_evidence(
     """The evidence record of ``conflict``, met when ``peer`` served
     ``served_block`` (the page's last block, the one at the conflict's
     height) and ``served_position`` (None short of the anchor), and the
-    replicas answered with ``notes``. Pure: writes nothing."""
+    replicas answered with ``notes``. (On a page that brings only the
+    position, ``served_block`` is this node's head, which the peer's anchor
+    was found to match.) Pure: writes nothing."""
     served_hash = block_hash(served_block)
     # (1) Who signed which side: for a block hash conflict, any note of each
     # hash; for a position conflict, notes of the served block with each position.
