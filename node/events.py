@@ -115,8 +115,8 @@ def with_stale_events(kv: KV, index: int, events: Sequence[Event]) -> tuple[Even
     for event in events:
         out.append(event)
         if event.kind == "footprint.deprecated":
-            stale = queries.made_stale_by(kv, event.subject, index)
-            stale = stale[: MAX_STALE_PER_EVENT * MAX_STALE_EVENTS_PER_RECEIPT]
+            most = MAX_STALE_PER_EVENT * MAX_STALE_EVENTS_PER_RECEIPT
+            stale = queries.made_stale_by(kv, event.subject, index, limit=most)
             for lo in range(0, len(stale), MAX_STALE_PER_EVENT):
                 part = stale[lo : lo + MAX_STALE_PER_EVENT]
                 out.append(Event("footprint.stale", event.subject, tuple(pf for pf, _ in part)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.state.queries import get_footprint
+from ledger.state.queries import get_footprint, made_stale_by
 from node import events
 from node.events import LedgerEvent, events_for_entry, with_stale_events
 from tests.test_state_world import World, pf_uuid
@@ -98,3 +98,6 @@ def test_many_footprints_made_stale_are_told_in_bounded_events(monkeypatch: pyte
     # The receipt: the first two events' footprints, no owners.
     receipt = [e.refs for e in with_stale_events(w.kv, index, applied.events) if e.kind == "footprint.stale"]
     assert receipt == [tuple(ids[0:2]), tuple(ids[2:4])]
+    # The receipt's walk stops at what it carries, in the same order.
+    whole = made_stale_by(w.kv, pf_uuid("steel"), index)
+    assert made_stale_by(w.kv, pf_uuid("steel"), index, limit=3) == whole[:3] and len(whole) == 5

@@ -318,7 +318,7 @@ def downstream_of(kv: KV, pf_id: str) -> tuple[str, ...]:
     return tuple(k[len(prefix) :].decode() for k, _ in kv.scan(prefix))
 
 
-def made_stale_by(kv: KV, root: str, index: int) -> tuple[tuple[str, str], ...]:
+def made_stale_by(kv: KV, root: str, index: int, *, limit: int | None = None) -> tuple[tuple[str, str], ...]:
     """``(footprint id, owner)`` of each footprint that the deprecation of
     ``root`` by the entry at ``index`` made stale: those downstream of it,
     however far, that were published before ``index``. One published later
@@ -330,7 +330,8 @@ def made_stale_by(kv: KV, root: str, index: int) -> tuple[tuple[str, str], ...]:
     upstream footprint has many users): this serves event derivation, off
     the sequencer's path, and never the state machine. A footprint reached
     only through later ones is later too (its components existed when it
-    was published), so the walk stops at those.
+    was published), so the walk stops at those. With ``limit``, the first
+    ``limit`` of them in that order, and the walk stops there.
     """
     out: list[tuple[str, str]] = []
     queue, seen = deque([root]), {root}
@@ -344,6 +345,8 @@ def made_stale_by(kv: KV, root: str, index: int) -> tuple[tuple[str, str], ...]:
             rec = _get(kv, "footprint", "f", down)
             if rec["published"] < index:
                 out.append((down, rec["owner"]))
+                if len(out) == limit:
+                    return tuple(out)
                 queue.append(down)
     return tuple(out)
 
