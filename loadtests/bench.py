@@ -567,22 +567,15 @@ def measure_grpc_floor(holders: int, total: int) -> dict[str, Any]:
     and its CPU per call (this process: the server's threads, and nothing
     else runs while the child drives it) are the floor any gRPC ingest pays
     on this machine, before a byte is parsed."""
-    import grpc
-    from carbonledger.v1 import log_pb2, log_pb2_grpc
-
+    from loadtests.bare_server import bare_grpc_server
     from node import event_loop
-
-    class Answering(log_pb2_grpc.LogServicer):
-        async def Submit(self, request: Any, context: Any) -> Any:
-            return log_pb2.SubmitResponse(index=0)
 
     loop = event_loop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="bare-grpc", daemon=True)
     thread.start()
 
     async def start() -> tuple[Any, int]:
-        server = grpc.aio.server()
-        log_pb2_grpc.add_LogServicer_to_server(Answering(), server)
+        server = bare_grpc_server()
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         return server, port

@@ -19,6 +19,12 @@
    sustained, p99 under 100 ms, zero failed requests.
 
 Exit status 0 only when both checks pass (the target is reported, not enforced).
+
+``--bare`` measures the ceiling instead: the same Locust users that submit
+(holders, suppliers, verifiers) against ``loadtests.bare_server``, a gRPC
+server in its own process that answers ``Submit`` at once, parsing and
+storing nothing. What Locust reaches there, with its own CPU beside it, is
+the most any node can show under this scenario on this machine.
 """
 
 from __future__ import annotations
@@ -50,6 +56,11 @@ P99_TARGET_MS = 100.0
 #: Users of the locustfile that do not submit at the paced rate: verifiers,
 #: buyers and the exchange (their ``fixed_count``).
 FIXED_USERS = 4 + 4 + 1
+#: The user classes run against the bare server, and how many of them do not
+#: submit at the paced rate (the verifiers): buyers and the exchange call
+#: RPCs the bare server does not implement.
+BARE_USER_CLASSES = ("HolderUser", "SupplierUser", "VerifierUser")
+BARE_FIXED_USERS = 4
 
 
 def _free_port() -> int:
@@ -64,8 +75,17 @@ def _bin(name: str) -> str:
 
 
 def start_node(node_dir: Path, port: int, extra: Sequence[str] = ()) -> subprocess.Popen[str]:
+    return start_server(["node.main", "serve", str(node_dir), "--listen", f"127.0.0.1:{port}", *extra])
+
+
+def start_bare_server(port: int) -> subprocess.Popen[str]:
+    return start_server(["loadtests.bare_server", "--listen", f"127.0.0.1:{port}"])
+
+
+def start_server(module_args: Sequence[str]) -> subprocess.Popen[str]:
+    """``python -m MODULE ARGS...``, once it prints that it is listening."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.main", "serve", str(node_dir), "--listen", f"127.0.0.1:{port}", *extra],
+        [sys.executable, "-m", *module_args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -73,11 +93,11 @@ def start_node(node_dir: Path, port: int, extra: Sequence[str] = ()) -> subproce
     while time.time() < deadline:
         line = proc.stdout.readline()
         if not line and proc.poll() is not None:
-            raise SystemExit("the node exited before listening")
+            raise SystemExit(f"{module_args[0]} exited before listening")
         if "listening on" in line:
             return proc
     proc.kill()
-    raise SystemExit("the node did not start listening within 60 s")
+    raise SystemExit(f"{module_args[0]} did not start listening within 60 s")
 
 
 def seed(target: str, node_dir: Path, holders: int) -> dict[str, Any]:
@@ -101,19 +121,22 @@ def seed(target: str, node_dir: Path, holders: int) -> dict[str, Any]:
 
 
 def run_locust(args: argparse.Namespace, target: str, seed_file: Path, acks_dir: Path) -> int:
-    prefix = RESULTS / "locust"
-    per_user = args.rate / max(1, args.users - FIXED_USERS)
+    prefix = RESULTS / ("locust_bare" if args.bare else "locust")
+    fixed = BARE_FIXED_USERS if args.bare else FIXED_USERS
+    per_user = args.rate / max(1, args.users - fixed)
     env = {
         **os.environ, "LOAD_SEED": str(seed_file), "LOAD_ACKS_DIR": str(acks_dir), "LOAD_USER_RATE": f"{per_user:g}",
     }  # fmt: skip
     cmd = [
         _bin("locust"), "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
         "--users", str(args.users), "--spawn-rate", str(args.spawn_rate), "--run-time", f"{args.duration}s",
-        "--host", target, "--csv", str(prefix), "--html", str(RESULTS / "locust.html"),
+        "--host", target, "--csv", str(prefix), "--html", f"{prefix}.html",
         "--only-summary", "--stop-timeout", "10", "--exit-code-on-error", "0",
     ]  # fmt: skip
     if args.processes != 1:
         cmd += ["--processes", str(args.processes)]
+    if args.bare:
+        cmd += BARE_USER_CLASSES
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
 
@@ -162,9 +185,86 @@ def audit(node_dir: Path) -> tuple[bool, str]:
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
 
-def read_stats() -> dict[str, dict[str, str]]:
-    with (RESULTS / "locust_stats.csv").open() as f:
+def read_stats(prefix: str = "locust") -> dict[str, dict[str, str]]:
+    with (RESULTS / f"{prefix}_stats.csv").open() as f:
         return {row["Name"]: row for row in csv.DictReader(f)}
+
+
+def print_requests(stats: dict[str, dict[str, str]]) -> None:
+    for name in ("Submit", "GetLabel", "verify_label", "Reconcile", "Aggregated"):
+        row = stats.get(name)
+        if row:
+            print(
+                f"{name:14} {int(row['Request Count']):>8} requests  {int(row['Failure Count']):>5} failed  "
+                f"{float(row['Requests/s']):>8.1f}/s  p50 {row['50%']:>5} ms  p99 {row['99%']:>5} ms"
+            )
+
+
+def print_targets(stats: dict[str, dict[str, str]]) -> None:
+    """Issue 5's Locust targets, PASS or FAIL, from Locust's stats."""
+    submit = stats.get("Submit", {})
+    rate = float(submit.get("Requests/s", 0) or 0)
+    p99 = float(submit.get("99%", "inf") or "inf")
+    failures = int(stats.get("Aggregated", {}).get("Failure Count", 1) or 0)
+    for ok, text in (
+        (rate >= SUBMIT_TARGET, f"submissions/s {rate:,.0f} (>= {SUBMIT_TARGET:,.0f})"),
+        (p99 < P99_TARGET_MS, f"Submit p99 {p99:g} ms (< {P99_TARGET_MS:g} ms)"),
+        (failures == 0, f"failed requests {failures} (= 0)"),
+    ):
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+
+def bare_seed(holders: int) -> dict[str, Any]:
+    """The seed file of a bare run: the holders' names only. The bare server
+    checks nothing, so no organization is registered and no unit issued; the
+    users sign their operations as they would for a node."""
+    from loadtests._scenario import Network
+
+    salt = f"bare-{os.getpid()}-{time.time_ns()}"
+    return {"holders": Network(holders, salt=salt).holders, "salt": salt, "log_vkey": "", "seed_entries": 0}
+
+
+def run_bare(args: argparse.Namespace) -> int:
+    """Locust's submitting users against :mod:`loadtests.bare_server`."""
+    tmp = Path(tempfile.mkdtemp(prefix="locust_bare_"))
+    acks_dir = tmp / "acks"
+    seed_file = tmp / "seed.json"
+    seed_file.write_text(json.dumps(bare_seed(args.holders or args.users)))
+    port = _free_port()
+    target = f"127.0.0.1:{port}"
+    server = start_bare_server(port)
+    try:
+        pace = f"{args.rate:,.0f} submissions/s offered" if args.rate > 0 else "back to back"
+        print(f"bare server {target} (answers Submit at once; no node): {args.users} users"
+              f" ({', '.join(BARE_USER_CLASSES)}) for {args.duration} s, {pace}", flush=True)  # fmt: skip
+        server_cpu, locust_cpu, started = cpu_seconds([server.pid]), children_cpu(), time.monotonic()
+        rc = run_locust(args, target, seed_file, acks_dir)
+        elapsed = time.monotonic() - started
+        server_cpu, locust_cpu = cpu_seconds([server.pid]) - server_cpu, children_cpu() - locust_cpu
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    stats = read_stats("locust_bare")
+    submitted = int(stats.get("Submit", {}).get("Request Count", 0) or 0)
+    print()
+    print(f"locust exit status {rc}")
+    print_requests(stats)
+    print(
+        f"CPU over {elapsed:.0f} s (2 cores = 200%): bare server {server_cpu / elapsed:.0%} "
+        f"({server_cpu / max(submitted, 1) * 1e6:.0f} us per Submit), Locust {locust_cpu / elapsed:.0%} "
+        f"({locust_cpu / max(submitted, 1) * 1e6:.0f} us per Submit), load average {os.getloadavg()[0]:.1f}"
+    )
+    print("the ceiling: issue 5's targets against a server that does no work")
+    print_targets(stats)
+    print(f"reports: {RESULTS / 'locust_bare_stats.csv'}, {RESULTS / 'locust_bare.html'}")
+    return 0 if rc == 0 and submitted > 0 else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,8 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the node directory")
     p.add_argument("--node-arg", action="append", default=[], metavar="ARG",
                    help="an extra argument for carbonledger serve (repeatable), e.g. --node-arg=--verify-processes=0")
+    p.add_argument("--bare", action="store_true",
+                   help="the ceiling: the submitting users against a server that answers Submit at once, no node")
     args = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.bare:
+        return run_bare(args)
     tmp = Path(tempfile.mkdtemp(prefix="locust_node_"))
     node_dir, acks_dir = tmp / "node", tmp / "acks"
     init = subprocess.run(
@@ -216,13 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = read_stats()
     print()
     print(f"locust exit status {rc}")
-    for name in ("Submit", "GetLabel", "verify_label", "Reconcile", "Aggregated"):
-        row = stats.get(name)
-        if row:
-            print(
-                f"{name:14} {int(row['Request Count']):>8} requests  {int(row['Failure Count']):>5} failed  "
-                f"{float(row['Requests/s']):>8.1f}/s  p50 {row['50%']:>5} ms  p99 {row['99%']:>5} ms"
-            )
+    print_requests(stats)
     print(
         f"CPU over {elapsed:.0f} s (2 cores = 200%): node and its signature workers {node_cpu / elapsed:.0%} "
         f"({node_cpu / max(acked, 1) * 1e6:.0f} us per acknowledged entry), "
@@ -232,16 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in problems[:10]:
         print(f"  {line}")
     print(f"audit: {'clean' if audit_ok else 'FAILED'}: {audit_text.splitlines()[-1] if audit_text else ''}")
-    submit = stats.get("Submit", {})
-    rate = float(submit.get("Requests/s", 0) or 0)
-    p99 = float(submit.get("99%", "inf") or "inf")
-    failures = int(stats.get("Aggregated", {}).get("Failure Count", 1) or 0)
-    for ok, text in (
-        (rate >= SUBMIT_TARGET, f"submissions/s {rate:,.0f} (>= {SUBMIT_TARGET:,.0f})"),
-        (p99 < P99_TARGET_MS, f"Submit p99 {p99:g} ms (< {P99_TARGET_MS:g} ms)"),
-        (failures == 0, f"failed requests {failures} (= 0)"),
-    ):
-        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    print_targets(stats)
     print(f"reports: {RESULTS / 'locust_stats.csv'}, {RESULTS / 'locust.html'}")
     if not args.keep:
         import shutil

@@ -127,17 +127,49 @@ def test_bench_quick_arguments() -> None:
 def test_locustfile_imports() -> None:
     # In a child process: importing it patches gRPC for gevent, which this
     # test process must not be.
+    from loadtests.run_locust import BARE_USER_CLASSES
+
     code = (
         "import loadtests.locustfile as f; "
         "users = [f.HolderUser, f.SupplierUser, f.VerifierUser, f.BuyerUser, f.ExchangeUser]; "
         "print(sorted(getattr(u, 'fixed_count', 0) or u.weight for u in users)); "
-        "print(sum(getattr(u, 'fixed_count', 0) for u in users))"
+        "print(sum(getattr(u, 'fixed_count', 0) for u in users)); "
+        f"print(sum(getattr(getattr(f, name), 'fixed_count', 0) for name in {list(BARE_USER_CLASSES)!r}))"
     )
     proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    counts, fixed = proc.stdout.split()[:-1], proc.stdout.split()[-1]
+    *counts, fixed, bare_fixed = proc.stdout.split()
     assert " ".join(counts) == "[1, 3, 4, 4, 6]"
-    # run_locust spreads --rate over the users that are not fixed ones.
-    from loadtests.run_locust import FIXED_USERS
+    # run_locust spreads --rate over the users that are not fixed ones, in
+    # both modes (--bare runs only the classes that submit).
+    from loadtests.run_locust import BARE_FIXED_USERS, FIXED_USERS
 
     assert int(fixed) == FIXED_USERS
+    assert int(bare_fixed) == BARE_FIXED_USERS
+
+
+def test_bare_server_answers_submit_at_once_and_nothing_else() -> None:
+    """The ceiling's server (run_locust --bare): a process that answers
+    Submit with the next index, implements nothing else, and stops on SIGTERM."""
+    import signal
+
+    import grpc
+    from carbonledger.v1 import log_pb2, log_pb2_grpc
+
+    from loadtests.run_locust import _free_port, bare_seed, start_bare_server
+
+    port = _free_port()
+    server = start_bare_server(port)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = log_pb2_grpc.LogStub(channel)
+            got = [stub.Submit(log_pb2.SubmitRequest(envelope=b"not even an envelope"), timeout=30).index for _ in range(3)]
+            assert got == [0, 1, 2]
+            with pytest.raises(grpc.RpcError) as info:
+                stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=30)
+            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    seed = bare_seed(3)
+    assert len(seed["holders"]) == len(set(seed["holders"])) == 3 and seed["seed_entries"] == 0
