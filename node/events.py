@@ -31,11 +31,20 @@ from dataclasses import dataclass
 from ledger.envelope import parse_envelope
 from ledger.errors import LedgerError, MalformedError
 from ledger.kv import KV
-from ledger.records import parse_operation
+from ledger.records import Operation, parse_operation
 from ledger.records.ops import OP_TYPES
 from ledger.state import Event, queries
 
-__all__ = ["KINDS", "EventFilter", "LedgerEvent", "events_for_entry", "with_stale_events"]
+__all__ = [
+    "KINDS",
+    "EventFilter",
+    "LedgerEvent",
+    "entry_operation",
+    "events_for_entry",
+    "operation_events",
+    "walks_downstream",
+    "with_stale_events",
+]
 
 _RETIRE_OPS = {"gec.retire": "gec", "ccer.cancel": "ccer"}
 _TRANSFER_OPS = {"gec.transfer": "gec", "ccer.transfer": "ccer"}
@@ -134,12 +143,28 @@ def _deprecated_by(kv: KV, candidates: Iterable[str], index: int) -> list[str]:
     return out
 
 
-def events_for_entry(kv: KV, index: int, entry: bytes) -> list[LedgerEvent]:
-    """The events of the (accepted) entry at ``index``, read against ``kv``."""
+def entry_operation(entry: bytes) -> Operation | None:
+    """The operation an entry carries, or None for an entry that is not a
+    signed operation (a plain log without the state machine)."""
     try:
-        op = parse_operation(parse_envelope(entry).payload)
+        return parse_operation(parse_envelope(entry).payload)
     except LedgerError:
-        return []  # a plain log without the state machine: nothing to say
+        return None
+
+
+def walks_downstream(op: Operation) -> bool:
+    """Whether deriving ``op``'s events walks the downstream graph: a
+    deprecation, or a new version that deprecates the ones it names. Only
+    these are expensive to derive (the walk is unbounded); every other
+    entry's events come from the entry alone."""
+    if op.op == "pcf.deprecate":
+        return True
+    return op.op == "pcf.publish" and op.footprint is not None and bool(op.footprint.preceding)
+
+
+def operation_events(kv: KV, index: int, op: Operation) -> list[LedgerEvent]:
+    """The events of the (accepted) entry at ``index`` carrying ``op``, read
+    against ``kv`` (see :func:`events_for_entry`)."""
     events = [LedgerEvent(index, "entry", op.op, op.org, op.op)]
     body = op.body
     if op.op in _RETIRE_OPS:
@@ -159,3 +184,9 @@ def events_for_entry(kv: KV, index: int, entry: bytes) -> list[LedgerEvent]:
             for chunk in _stale_chunks(kv, root, index):
                 events.append(LedgerEvent(index, "footprint.stale", op.op, op.org, root, chunk))
     return events
+
+
+def events_for_entry(kv: KV, index: int, entry: bytes) -> list[LedgerEvent]:
+    """The events of the (accepted) entry at ``index``, read against ``kv``."""
+    op = entry_operation(entry)
+    return [] if op is None else operation_events(kv, index, op)
