@@ -8,6 +8,10 @@ deprecation's index is in the deprecated footprint's record, and the
 footprints it made stale are those downstream of it that were published
 before it (components never change). The same function serves live
 subscribers, so a resumed stream and a live one carry exactly the same events.
+A deprecation's events walk its whole downstream graph, so the node derives
+them once per ledger and shares them between subscribers
+(:mod:`node.event_cache`, which uses :func:`walks_downstream` to tell those
+entries from the cheap ones).
 
 Kinds: ``entry`` (every entry, with its op type), ``units.transferred``,
 ``units.retired`` (GEC retirement or CCER cancellation, refs = the holder),

@@ -38,6 +38,7 @@ from ledger.errors import LedgerError, MalformedError
 from ledger.log import Ledger
 from node.committer import MAX_PENDING, MAX_PENDING_BYTES, GroupCommitter
 from node.errors import CannotListen, ErrorInterceptor, bind_failure, os_reason
+from node.event_cache import DEFAULT_MAX_REFS, EventCache
 from node.labels import LabelBuilder
 from node.metrics import NodeMetrics
 from node.servicers import (
@@ -135,8 +136,10 @@ class NodeServer:
     def __init__(
         self, server: grpc.aio.Server, committer: GroupCommitter, health_servicer: health.aio.HealthServicer,
         metrics: NodeMetrics, ledger: Ledger, signatures: SignaturePool | None = None,
+        event_cache: EventCache | None = None,
     ) -> None:  # fmt: skip
         self.grpc_server = server
+        self.event_cache = event_cache
         self.committer = committer
         self.signatures = signatures
         self.metrics = metrics
@@ -187,6 +190,7 @@ def create_server(
     committer_factory: Callable[..., GroupCommitter] = GroupCommitter,
     register: Callable[[grpc.aio.Server, GroupCommitter], Sequence[str]] | None = None,
     reconcile_checkpoint: Callable[[int], Awaitable[str]] | None = None,
+    event_cache_refs: int = DEFAULT_MAX_REFS,
 ) -> tuple[NodeServer, int]:
     """Build a node serving ``ledger`` on ``address`` (``host:0`` picks a port).
 
@@ -203,6 +207,9 @@ def create_server(
     committer)`` adds more services and returns their full names;
     ``reconcile_checkpoint(size)`` gives the (cosigned) checkpoint a
     reconciliation at ``size`` answers with.
+
+    ``event_cache_refs`` bounds the events of deprecations that subscribers
+    share (see :mod:`node.event_cache`), in refs (about 100 bytes each).
     """
     metrics = NodeMetrics()
     if verify_processes is None:
@@ -214,6 +221,7 @@ def create_server(
             prepare_threads=prepare_threads, signature_pool=signatures, metrics=metrics,
         )  # fmt: skip
         signal = CommitSignal()
+        event_cache = EventCache(event_cache_refs)
         committer.add_listener(signal)
         committer.add_listener(lambda c: metrics.tree_size.set(c.tree_size))
         server = grpc.aio.server(
@@ -226,7 +234,7 @@ def create_server(
         )
         log_pb2_grpc.add_LogServicer_to_server(LogServicer(ledger, committer, label_builder), server)
         query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(ledger), server)
-        events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(ledger, signal), server)
+        events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(ledger, signal, event_cache), server)
         reconcile_pb2_grpc.add_ReconcileServicer_to_server(ReconcileServicer(ledger, reconcile_checkpoint), server)
         extra: Sequence[str] = register(server, committer) if register is not None else ()
         health_servicer = health.aio.HealthServicer()
@@ -253,6 +261,6 @@ def create_server(
         if signatures is not None:
             signatures.close()
         raise
-    node = NodeServer(server, committer, health_servicer, metrics, ledger, signatures)
+    node = NodeServer(server, committer, health_servicer, metrics, ledger, signatures, event_cache)
     node.service_names = names
     return node, port

@@ -33,7 +33,8 @@ from ledger.storage import Table
 from node import convert, paging
 from node.committer import Committed, GroupCommitter
 from node.errors import rpc_status_of
-from node.events import EventFilter, events_for_entry, with_stale_events
+from node.event_cache import EventCache
+from node.events import EventFilter, with_stale_events
 from node.labels import LabelBuilder
 from node.reconcile import BookRow, Reconciler
 
@@ -314,16 +315,19 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
     #: elsewhere than this node's committer, e.g. replication).
     POLL = 1.0
 
-    def __init__(self, ledger: Ledger, signal: CommitSignal) -> None:
+    def __init__(self, ledger: Ledger, signal: CommitSignal, cache: EventCache | None = None) -> None:
         self._ledger = ledger
         self._signal = signal
+        # One per ledger: a deprecation's events are derived once and shared
+        # by every subscriber (see node.event_cache).
+        self._cache = cache if cache is not None else EventCache()
 
     def _events_between(self, start: int, end: int, flt: EventFilter) -> list[events_pb2.Event]:
         rows = list(self._ledger.entries(start, end))
         out = []
         with self._ledger.state() as kv:
             for index, data in rows:
-                for ev in events_for_entry(kv, index, bytes(data)):
+                for ev in self._cache.events_for_entry(kv, index, bytes(data)):
                     if flt.matches(ev):
                         out.append(events_pb2.Event(
                             index=ev.index, kind=ev.kind, op=ev.op, org=ev.org, subject=ev.subject, refs=list(ev.refs)
