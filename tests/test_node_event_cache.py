@@ -241,6 +241,8 @@ def test_the_bound_evicts_the_least_recently_used_and_it_is_derived_again(
         assert (cache.stats().entries, cache.stats().refs, cache.stats().evicted) == (2, 304, 1)
         assert read(copper) == expected[copper]  # copper's and zinc's are kept
         assert walked() == ["copper", "steel", "zinc"]
+        # The 151 publications between them never went through the cache.
+        assert (cache.stats().derived, cache.stats().hits) == (3, 3)
         # Steel's, evicted, are derived again, and come out the same.
         assert read(steel) == expected[steel]
         assert walked()[3] == "steel"
