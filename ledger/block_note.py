@@ -28,6 +28,7 @@ tells nothing new.
 from __future__ import annotations
 
 import hmac
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_POSITION_SIZE",
     "BlockNote",
     "SignedStatement",
+    "Vouching",
     "format_block_note",
     "open_block_note",
     "parse_block_note",
@@ -185,29 +187,61 @@ def tally_block_notes(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Vouching:
+    """What :func:`verify_block_vouchers` found when it accepted a block:
+    the log keys that vouch for it, and the dissents -- each note of a
+    replica that signed another block hash or position at that height,
+    as a :class:`BlockConflict` naming its signer with the signed note as
+    evidence. A dissent does not stop a block a quorum vouches for, but it
+    proves a replica faulty, so a caller keeps it."""
+
+    vouchers: tuple[str, ...]
+    dissents: tuple[BlockConflict, ...]
+
+
 def verify_block_vouchers(
     origin: str, block: Block, position: bytes | None, notes: Iterable[str | bytes], policy: Policy
-) -> tuple[str, ...]:
-    """Check that enough distinct replicas sign ``block`` (and ``position``,
-    unless it is None) of log ``origin``; return the log keys that do.
+) -> Vouching:
+    """Check that a quorum of distinct replicas sign ``block`` (and
+    ``position``, unless it is None) of log ``origin``, and that no quorum
+    signs anything else at its height; return who vouches and who dissents.
 
     (1) Open each note with the policy's log keys for ``origin``; a note that
     does not open, or is of another origin or height, is passed over (it says
-    nothing about this block). (2) A note of the same height with another
-    block hash, or with another position when ``position`` is given, raises
-    :class:`BlockConflict` with the note as evidence. (3) Count distinct log
-    keys (one replica behind several addresses counts once) that sign the
-    same block and, when ``position`` is given, the same position; a note
-    without a position does not vouch for one. (4) Raise
-    :class:`BlockNotConfirmed` unless they are at least as many as the
+    nothing about this block). (2) Sort each note to a side: the served one
+    (the same block hash and, when ``position`` is given, the same position),
+    or a conflicting value (another block hash; or, when ``position`` is
+    given, the same block with another position). A note of the same block
+    without a position, when one is given, is on no side: it neither vouches
+    for the position nor contradicts it. (3) Count distinct log keys per
+    side (one replica behind several addresses counts once). A key on two
+    sides signed two contradicting notes for one height, which no honest
+    replica does: it counts for no side, and its note against the served
+    side is a dissent like any other. (4) Decide, with ``needed`` the
     witnesses the policy's quorum asks for (:func:`ledger.policy.quorum_size`;
-    at least one): each replica of a cluster holds one log key and one
-    witness key, so the same number of independent replicas vouch for the
-    block as for the tree.
+    at least one):
+
+    - a conflicting value signed by ``needed`` keys: :class:`BlockConflict`,
+      also when the served side has as many;
+    - the served side signed by ``needed`` keys: return its keys and the
+      dissents (:class:`Vouching`);
+    - otherwise, any dissent: :class:`BlockConflict` (the first one; the
+      served block may be the lie), else :class:`BlockNotConfirmed`.
+
+    Why a quorum decides: each replica of a cluster holds one log key and one
+    witness key, and the policy assumes fewer than ``needed`` of them are
+    faulty -- as it does when ``needed`` witnesses vouch for the tree. Then
+    any ``needed`` distinct keys include an honest replica, which signs only
+    the block (and position) every honest replica holds: a side they sign is
+    the true one, whatever the other replicas sign. Two sides that both reach
+    ``needed`` prove that assumption broken, and nothing is decided.
     """
     verifiers = [log.verifier for log in policy.logs if log.verifier.name == origin]
     served = block_hash(block)
-    vouchers: dict[str, None] = {}
+    # Side None is the served one; a conflicting side is (what, value).
+    sides: dict[tuple[str, bytes] | None, dict[str, None]] = {None: {}}
+    dissents: dict[str, BlockConflict] = {}  # by note text
     for data in notes:
         # (1) Open, and keep only notes about this block's height.
         try:
@@ -218,21 +252,37 @@ def verify_block_vouchers(
             continue
         signer = ", ".join(v.vkey for v in signers)
         text = data.decode() if isinstance(data, bytes) else data
-        # (2) Conflicts.
+        # (2) The side of the note: None for the served one.
         signed = block_hash(note.block)
+        dissent: BlockConflict | None = None
         if not hmac.compare_digest(signed, served):
-            raise BlockConflict(block.height, "block hash", served, signed, signer, text)
-        if (
-            position is not None
-            and note.position is not None
-            and not hmac.compare_digest(note.position, position)
-        ):
-            raise BlockConflict(block.height, "position", position, note.position, signer, text)
-        # (3) Distinct keys.
-        if position is None or note.position is not None:
-            vouchers.update((v.vkey, None) for v in signers)
+            dissent = BlockConflict(block.height, "block hash", served, signed, signer, text)
+        elif position is not None:
+            if note.position is None:
+                continue  # the block without its position: on no side
+            if not hmac.compare_digest(note.position, position):
+                dissent = BlockConflict(
+                    block.height, "position", position, note.position, signer, text
+                )
+        side: tuple[str, bytes] | None = None
+        if dissent is not None:
+            side = (dissent.what, dissent.signed)
+            dissents.setdefault(text, dissent)
+        # (3) Distinct keys per side.
+        sides.setdefault(side, {}).update((v.vkey, None) for v in signers)
+    # A key on two sides equivocates: it counts for neither.
+    on_two = {
+        key for key, n in Counter(k for keys in sides.values() for k in keys).items() if n > 1
+    }
+    counted = {side: tuple(k for k in keys if k not in on_two) for side, keys in sides.items()}
+    vouchers = counted.pop(None)
     # (4) The quorum.
     needed = max(1, quorum_size(policy))
-    if len(vouchers) < needed:
-        raise BlockNotConfirmed(block.height, tuple(vouchers), needed)
-    return tuple(vouchers)
+    for side, keys in counted.items():
+        if len(keys) >= needed:
+            raise next(c for c in dissents.values() if (c.what, c.signed) == side)
+    if len(vouchers) >= needed:
+        return Vouching(vouchers, tuple(dissents.values()))
+    if dissents:
+        raise next(iter(dissents.values()))
+    raise BlockNotConfirmed(block.height, vouchers, needed)

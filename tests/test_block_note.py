@@ -5,6 +5,7 @@ and how many distinct replicas a tlog-policy's quorum asks to vouch
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from itertools import combinations
 
 import pytest
@@ -13,6 +14,7 @@ from ledger.block import Block, block_hash
 from ledger.block_note import (
     BLOCK_NOTE_MARKER,
     BlockNote,
+    Vouching,
     format_block_note,
     open_block_note,
     parse_block_note,
@@ -127,10 +129,9 @@ def signed(n: int, block: Block = BLOCK, position: bytes | None = POSITION) -> s
 
 
 def test_vouchers_are_distinct_log_keys_signing_the_same_block_and_position() -> None:
-    assert verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(0), signed(1)], POLICY) == (
-        log_key(0).vkey,
-        log_key(1).vkey,
-    )
+    assert verify_block_vouchers(
+        ORIGIN, BLOCK, POSITION, [signed(0), signed(1)], POLICY
+    ) == Vouching((log_key(0).vkey, log_key(1).vkey), ())
     with pytest.raises(BlockNotConfirmed) as one:
         verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(0), signed(0)], POLICY)
     assert one.value.vouchers == (log_key(0).vkey,) and one.value.needed == 2
@@ -143,13 +144,15 @@ def test_vouchers_are_distinct_log_keys_signing_the_same_block_and_position() ->
         len(
             verify_block_vouchers(
                 ORIGIN, BLOCK, None, [signed(0), signed(1, position=None)], POLICY
-            )
+            ).vouchers
         )
         == 2
     )
 
 
 def test_a_replica_signing_another_block_or_position_is_a_conflict() -> None:
+    # Replica 0 alone vouches for the served block: short of a quorum, the
+    # dissent may be the truth.
     other_time = Block(*[102 + 1 if f == "time" else getattr(BLOCK, f) for f in BLOCK.__slots__])  # type: ignore[attr-defined]
     with pytest.raises(BlockConflict) as conflict:
         verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(0), signed(1, other_time)], POLICY)
@@ -171,6 +174,108 @@ def test_a_replica_signing_another_block_or_position_is_a_conflict() -> None:
     verify_block_vouchers(
         ORIGIN, BLOCK, None, [signed(0), signed(1, position=b"\x00" * 16)], POLICY
     )
+
+
+# -- deciding by quorum: who vouches, who dissents
+
+OTHER = replace(BLOCK, time=BLOCK.time + 1)  # another block at the same height
+THIRD = replace(BLOCK, time=BLOCK.time + 2)
+OTHER_POSITION = b"\x00" * 16
+# Four replicas, the witnesses' quorum two of three: room for two against two.
+FOUR = parse_policy(
+    "".join(f"log {log_key(n).vkey}\n" for n in range(4))
+    + "".join(f"witness w{n} {witness_key(n).vkey}\n" for n in range(3))
+    + "group replicas 2 w0 w1 w2\nquorum replicas\n"
+)
+
+
+def test_a_quorum_vouches_for_a_block_one_replica_dissents_from() -> None:
+    dissent = signed(1, OTHER)
+    # The same dissenting note twice (two addresses of one replica) is one dissent.
+    vouching = verify_block_vouchers(
+        ORIGIN, BLOCK, POSITION, [signed(0), dissent, signed(2), dissent], POLICY
+    )
+    assert vouching.vouchers == (log_key(0).vkey, log_key(2).vkey)
+    (conflict,) = vouching.dissents
+    assert (conflict.height, conflict.what, conflict.signer, conflict.note) == (
+        3,
+        "block hash",
+        log_key(1).vkey,
+        dissent,
+    )
+    assert (conflict.served, conflict.signed) == (block_hash(BLOCK), block_hash(OTHER))
+
+
+def test_a_quorum_vouches_for_a_position_one_replica_dissents_from() -> None:
+    dissent = signed(1, position=OTHER_POSITION)
+    vouching = verify_block_vouchers(
+        ORIGIN, BLOCK, POSITION, [signed(0), dissent, signed(2)], POLICY
+    )
+    assert vouching.vouchers == (log_key(0).vkey, log_key(2).vkey)
+    (conflict,) = vouching.dissents
+    assert (conflict.what, conflict.signer, conflict.note) == ("position", log_key(1).vkey, dissent)
+    assert (conflict.served, conflict.signed) == (POSITION, OTHER_POSITION)
+
+
+def test_a_dissent_against_a_block_short_of_a_quorum_is_a_conflict() -> None:
+    # One replica for the served block, one against: either may be the liar.
+    for dissent in (signed(1, OTHER), signed(1, position=OTHER_POSITION)):
+        with pytest.raises(BlockConflict) as conflict:
+            verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(0), dissent], POLICY)
+        assert (conflict.value.signer, conflict.value.note) == (log_key(1).vkey, dissent)
+
+
+def test_a_quorum_against_the_served_block_is_the_conflict_raised() -> None:
+    # Replica 0 dissents first, for a third block; replicas 1 and 2 agree on
+    # another: theirs is the conflict raised, as a quorum stands behind it.
+    notes = [signed(0, THIRD), signed(1, OTHER), signed(2, OTHER)]
+    with pytest.raises(BlockConflict) as conflict:
+        verify_block_vouchers(ORIGIN, BLOCK, POSITION, notes, POLICY)
+    assert (conflict.value.signed, conflict.value.signer) == (block_hash(OTHER), log_key(1).vkey)
+
+
+def test_an_equivocating_key_counts_for_neither_side() -> None:
+    # Replica 0 signs the served block and another one at the same height:
+    # with replica 1 alone left to vouch, two are not reached.
+    for lie in (signed(0, OTHER), signed(0, position=OTHER_POSITION)):
+        with pytest.raises(BlockConflict) as conflict:
+            verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(0), lie, signed(1)], POLICY)
+        assert (conflict.value.signer, conflict.value.note) == (log_key(0).vkey, lie)
+    # With replica 2 vouching too, the block is accepted without replica 0,
+    # and its other note is a dissent.
+    lie = signed(0, OTHER)
+    vouching = verify_block_vouchers(
+        ORIGIN, BLOCK, POSITION, [signed(0), lie, signed(1), signed(2)], POLICY
+    )
+    assert vouching.vouchers == (log_key(1).vkey, log_key(2).vkey)
+    assert [(c.signer, c.note) for c in vouching.dissents] == [(log_key(0).vkey, lie)]
+    # Nor does it count for the other side: with replica 3 signing that one,
+    # it stays one short of a quorum, and the served block (replicas 1 and 2) is accepted.
+    vouching = verify_block_vouchers(
+        ORIGIN, BLOCK, POSITION, [signed(0), lie, signed(1), signed(2), signed(3, OTHER)], FOUR
+    )
+    assert vouching.vouchers == (log_key(1).vkey, log_key(2).vkey)
+    assert {c.signer for c in vouching.dissents} == {log_key(0).vkey, log_key(3).vkey}
+
+
+@pytest.mark.parametrize("what", ["block hash", "position"])
+def test_when_both_sides_reach_a_quorum_nothing_is_decided(what: str) -> None:
+    def against(n: int) -> str:
+        return signed(n, OTHER) if what == "block hash" else signed(n, position=OTHER_POSITION)
+
+    # A quorum of one witness: one replica on each side.
+    one = parse_policy(
+        "".join(f"log {log_key(n).vkey}\n" for n in range(2))
+        + f"witness w0 {witness_key(0).vkey}\nquorum w0\n"
+    )
+    with pytest.raises(BlockConflict) as conflict:
+        verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(0), against(1)], one)
+    assert (conflict.value.what, conflict.value.note) == (what, against(1))
+    # Two of three witnesses, four replicas: two on each side.
+    notes = [signed(0), signed(1), against(2), against(3)]
+    with pytest.raises(BlockConflict) as conflict:
+        verify_block_vouchers(ORIGIN, BLOCK, POSITION, notes, FOUR)
+    assert (conflict.value.what, conflict.value.note) == (what, against(2))
 
 
 def test_a_tally_says_which_replicas_sign_each_side_of_a_conflict() -> None:
@@ -197,7 +302,9 @@ def test_a_tally_says_which_replicas_sign_each_side_of_a_conflict() -> None:
 
 def test_a_policy_without_witnesses_asks_one_log_key() -> None:
     policy = parse_policy(f"log {log_key(0).vkey}\nquorum none\n")
-    assert verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(0)], policy) == (log_key(0).vkey,)
+    assert verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(0)], policy).vouchers == (
+        log_key(0).vkey,
+    )
     with pytest.raises(BlockNotConfirmed):
         verify_block_vouchers(ORIGIN, BLOCK, POSITION, [signed(1)], policy)
 

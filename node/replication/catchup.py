@@ -71,7 +71,7 @@ import grpc
 from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc
 
 from ledger.block import Block, block_hash, decode_block
-from ledger.block_note import verify_block_vouchers
+from ledger.block_note import Vouching, verify_block_vouchers
 from ledger.errors import (
     BlockConflict,
     BlockNotConfirmed,
@@ -178,12 +178,17 @@ def verify_page(ledger: Ledger, response: cluster_pb2.GetBlocksResponse, policy:
     return VerifiedPage(base, tuple(blocks), entries, blocks[-1] if blocks else head, final)
 
 
-def confirm_page(ledger: Ledger, page: VerifiedPage, notes: Sequence[str], policy: Policy) -> tuple[str, ...]:
+def confirm_page(ledger: Ledger, page: VerifiedPage, notes: Sequence[str], policy: Policy) -> Vouching:
     """Step (5): enough distinct replicas sign the page's last block (and the
     position, if the page gives one) in ``notes``. Returns their log keys;
     raises :class:`BlockConflict` or :class:`BlockNotConfirmed`."""
     position = encode_position(*page.position) if page.position is not None else None
-    return verify_block_vouchers(ledger.origin, page.last, position, notes, policy)
+    vouching = verify_block_vouchers(ledger.origin, page.last, position, notes, policy)
+    if vouching.dissents:
+        # Until catch-up keeps the evidence of a dissent that a quorum
+        # outvotes, it refuses the page as it always has.
+        raise vouching.dissents[0]
+    return vouching
 
 
 def apply_page(ledger: Ledger, page: VerifiedPage) -> tuple[int, int] | None:
@@ -258,7 +263,7 @@ async def _vouched(
     backoff: float,
     peer: str,
     conflicts: BlockConflicts | None,
-) -> tuple[str, ...]:
+) -> Vouching:
     """Step (5) over the network: the page stays verified in memory while
     too few replicas can vouch for it yet, and is asked about again. A
     conflict is logged, its evidence kept in ``conflicts``, and raised."""
@@ -333,7 +338,7 @@ async def catch_up(
                 response = await stub.GetBlocks(request, timeout=30)
                 page = await loop.run_in_executor(executor, verify_page, ledger, response, policy)
                 if page.needs_vouchers:
-                    vouchers = await _vouched(
+                    vouching = await _vouched(
                         ledger,
                         peers,
                         page,
@@ -343,7 +348,12 @@ async def catch_up(
                         peer=peer,
                         conflicts=conflicts,
                     )
-                    _log.info("block %d from peer %s is vouched for by %s", page.last.height, peer, ", ".join(vouchers))
+                    _log.info(
+                        "block %d from peer %s is vouched for by %s",
+                        page.last.height,
+                        peer,
+                        ", ".join(vouching.vouchers),
+                    )
                 position = await loop.run_in_executor(executor, apply_page, ledger, page)
                 if position is not None:
                     _log.info("caught up from peer %s at batch %d", peer, position[0])
