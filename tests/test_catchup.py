@@ -552,3 +552,147 @@ def test_evidence_is_never_overwritten_nor_written_twice(tmp_path: Path) -> None
     assert second.evidence == first.evidence and second.quorum_side == "signed"
     assert {p.name for p in tmp_path.iterdir()} == {name, name.replace(".json", "-2.json")}
     assert json.loads(Path(first.evidence).read_text())["digest"] == record["digest"]
+
+
+# -- one faulty replica outvoted: the page is applied, the dissent kept
+
+
+def fresh_node() -> Ledger:
+    """A node joining the cluster with nothing, under a key of its own."""
+    return Ledger.memory(signer=Signer.from_seed(ORIGIN, hashlib.sha256(b"fresh").digest()), created_time=0)
+
+
+def liar(what: str) -> Ledger:
+    """Replica 2 gone bad (a corrupt disk, or worse): the honest entries,
+    with other block times (so other block hashes) or, for ``"position"``,
+    other etcd revisions recorded with the same blocks."""
+    if what == "block hash":
+        return replica(2, HONEST, first_time=100 + 86_400 * 365)
+    return replica(2, HONEST, first_revision=5000)
+
+
+def serving(led: Ledger) -> RunningNode:
+    """``led`` serving its blocks up to a checkpoint of size 3 that witnesses 0 and 1 cosigned."""
+    return peer_node(led, PeerServicer(led, collector=_FixedAnchor(cosigned(led, 3, 0, 1)), policy=POLICY))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("what", ["block hash", "position"])
+@pytest.mark.parametrize("liar_first", [False, True])
+def test_one_lying_replica_does_not_stop_a_node_catching_up_and_is_kept_as_evidence(
+    what: str, liar_first: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest, fresh = [replica(0, HONEST), replica(1, HONEST)], fresh_node()
+    lying = liar(what)
+    nodes = [serving(led) for led in ([lying, *honest] if liar_first else [*honest, lying])]
+    peers = [n.target for n in nodes]
+    liar_address = peers[0] if liar_first else peers[2]
+    evidence = tmp_path / "node" / "evidence"
+    monkeypatch.setattr(replicator, "catch_up", functools.partial(catch_up, rounds=2, backoff=0.01))
+    config = ClusterConfig(tmp_path / "node", node_id="fresh", peers=peers, policy=POLICY, etcd=["127.0.0.1:9"])
+
+    async def status_of(rep: replicator.Replicator) -> cluster_pb2.ClusterStatus:
+        servicer = PeerServicer(fresh, status=rep.fill_status)
+        return await servicer.GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), None)  # type: ignore[arg-type]
+
+    async def catch_up_once() -> cluster_pb2.ClusterStatus:
+        # Wired as `carbonledger serve --etcd` wires it (etcd is never reached here).
+        rep = ClusterNode(fresh, config).replicator
+        try:
+            await rep._catch_up()
+            return await status_of(rep)
+        finally:
+            await rep.stop()
+
+    try:
+        with caplog.at_level("ERROR", logger="carbonledger.node"):
+            status = asyncio.run(catch_up_once())
+    finally:
+        for n in nodes:
+            n.stop()
+    # (1) Replicas 0 and 1 vouch for the honest page: it is applied, up to the anchor.
+    assert fresh.head == honest[0].head and fresh.root() == honest[0].root()
+    assert fresh.meta(POSITION_KEY) == fresh.meta(position_at_key(3)) == encode_position(2, 1002)
+    # (2) The liar's dissent, kept in a file naming it, with the honest
+    # quorum's side as the one the notes support.
+    files = {json.loads(p.read_text())["signed"]["signer"]: p for p in evidence.iterdir()}
+    path = files[log_key(2).vkey]
+    assert path.name.startswith(f"block-conflict-3-{key_id(2)}-")
+    record = json.loads(path.read_text())
+    assert (record["what"], record["served"]["peer"]) == (what, peers[1] if liar_first else peers[0])
+    assert record["signed"]["note"] == read_block_note(lying, 3).note
+    assert (record["quorum"]["supports"], record["quorum"]["signed_by"]) == ("served", [log_key(2).vkey])
+    dissents = [r for r in caplog.records if getattr(r, "event", None) == "block_conflict" and r.__dict__["applied"]]
+    (logged,) = dissents
+    assert "CONFLICT" in logged.getMessage() and log_key(2).vkey in logged.getMessage()
+    assert "is applied" in logged.getMessage() and logged.__dict__["evidence"] == str(path)
+    if liar_first:
+        # Asked first, the liar served its own page, which the honest quorum
+        # outvoted: nothing of it applied, and that conflict kept as well.
+        refused = json.loads(files[log_key(0).vkey].read_text())
+        assert (refused["served"]["peer"], refused["quorum"]["supports"]) == (liar_address, "signed")
+        assert [r.__dict__["applied"] for r in caplog.records if getattr(r, "event", None) == "block_conflict"] == [False, True]
+    assert len(files) == status.block_conflicts == (2 if liar_first else 1)
+    # (3) GetClusterStatus reports it.
+    assert status.recent_block_conflicts[0].signer == log_key(2).vkey
+    assert status.recent_block_conflicts[0].quorum_side == "served"
+
+def test_a_page_vouched_for_by_the_serving_peer_alone_against_a_dissent_is_not_applied() -> None:
+    # As before quorums decided: the serving peer's own note, against one
+    # replica's dissent and one replica that is behind.
+    for what in ("block hash", "position"):
+        lying, fresh = liar(what), fresh_node()
+        page = read_blocks(lying, 1, 0, 256, cosigned(lying, 3, 0, 1))
+        with pytest.raises(BlockConflict) as conflict:
+            verify_and_apply(fresh, page, POLICY, notes(3, lying, replica(0, HONEST), replica(1, HONEST[:2])))
+        assert (conflict.value.what, conflict.value.signer) == (what, log_key(0).vkey)
+        assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+
+
+def test_an_equivocating_replica_vouches_for_nothing() -> None:
+    # Replica 2's key signs the honest block 3 behind one address and a
+    # forged one behind another: with replica 0, two keys sign the served
+    # block, but replica 2 counts for neither side, and one is short of two.
+    served, fresh = replica(0, HONEST), fresh_node()
+    page = read_blocks(served, 1, 0, 256, cosigned(served, 3, 0, 1))
+    for what in ("block hash", "position"):
+        fetched = notes(3, served, replica(2, HONEST), liar(what))
+        with pytest.raises(BlockConflict) as conflict:
+            verify_and_apply(fresh, page, POLICY, fetched)
+        assert (conflict.value.what, conflict.value.signer) == (what, log_key(2).vkey)
+        assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+        # Its evidence says so: replica 2 signed both sides, and neither has a quorum.
+        record = conflict_evidence(
+            ORIGIN, conflict.value, peer="peer-a:1", served_block=served.head,
+            served_position=encode_position(2, 1002), notes=fetched, policy=POLICY, time=0,
+        )  # fmt: skip
+        quorum = record["quorum"]
+        assert (quorum["served_by"], quorum["signed_by"]) == ([log_key(0).vkey, log_key(2).vkey], [log_key(2).vkey])
+        assert (quorum["equivocating"], quorum["supports"]) == ([log_key(2).vkey], "neither")
+    # With replica 1 vouching as well, the page is applied without replica 2.
+    assert verify_and_apply(fresh, page, POLICY, fetched + notes(3, replica(1, HONEST))) == (2, 1002)
+    assert fresh.head == served.head
+
+
+def test_when_both_sides_have_a_quorum_nothing_is_applied(tmp_path: Path) -> None:
+    # A policy whose quorum is one witness: the serving replica and the liar
+    # each make a quorum alone, so the policy's assumption is broken and
+    # nothing is decided.
+    one = parse_policy(
+        "".join(f"log {log_key(n).vkey}\n" for n in range(3)) + f"witness w0 {witness_key(0).vkey}\nquorum w0\n"
+    )
+    for what in ("block hash", "position"):
+        honest, lying, fresh = replica(0, HONEST), liar(what), fresh_node()
+        nodes = [
+            peer_node(led, PeerServicer(led, collector=_FixedAnchor(cosigned(led, 3, 0)), policy=one))  # type: ignore[arg-type]
+            for led in (honest, lying)
+        ]
+        kept = BlockConflicts(tmp_path / what)
+        try:
+            with ThreadPoolExecutor(1) as executor, pytest.raises(OrderingUnavailable):
+                asyncio.run(catch_up(fresh, [n.target for n in nodes], one, executor, rounds=2, backoff=0.01, conflicts=kept))
+        finally:
+            for n in nodes:
+                n.stop()
+        assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
+        assert kept.count == 2 and {c.quorum_side for c in kept.recent()} == {"both"}
+

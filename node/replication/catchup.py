@@ -22,15 +22,21 @@ applies nothing that is not verified and vouched for:
    log keys that sign the same block hash and, on the page that reaches the
    anchor, the same position. Counting keys, not addresses, one replica
    behind two addresses counts once; the serving peer counts only through
-   its own signed note. A note with another hash or position is a conflict
+   its own signed note. A note with another hash or position is a dissent
    (:class:`BlockConflict`, naming the height, both values and the signer):
-   two replicas cannot both be right, so it is logged as an error and its
-   evidence kept (node/replication/conflicts.py: one file per distinct
-   conflict under the node directory's ``evidence/``, with the block and
-   position as served and by whom, the dissenting replica's signed note, and
-   which side the replicas' notes give a quorum; and in
-   ``Peer.GetClusterStatus``, the count and the newest few). Nothing of the
-   page is applied and the next peer is tried. Too few vouchers (peers
+   two replicas cannot both be right. A quorum decides, as it does for the
+   tree (:func:`~ledger.block_note.verify_block_vouchers`; a key that signs
+   both sides counts for neither). If a quorum signs the served block and
+   no quorum signs another value, each dissent is logged as a ``CONFLICT``
+   error and its evidence kept, and the page is applied: one faulty replica
+   does not stop a node from catching up. Otherwise a dissent is a
+   conflict: it is logged and its evidence kept the same way, nothing of
+   the page is applied, and the next peer is tried. The evidence
+   (node/replication/conflicts.py) is one file per distinct conflict under
+   the node directory's ``evidence/``, with the block and position as
+   served and by whom, the dissenting replica's signed note, and which side
+   the replicas' notes give a quorum; ``Peer.GetClusterStatus`` reports
+   their count and the newest few. Too few vouchers and no dissent (peers
    behind that height, down, or without the position) is
    :class:`BlockNotConfirmed`: the page stays verified in memory
    and the peers are asked again with back-off; after ``vouch_rounds`` the
@@ -47,9 +53,10 @@ cosignatures on the anchor; the blocks -- their times, the state machine's
 only clock, and their state digests -- and the etcd position the node
 resumes from by the quorum of replicas' signed block notes, since blocks are
 hash-chained and vouching for a page's last block vouches for every block
-before it. No single peer's word is taken for any of it; a quorum of
-replicas signing the same false block would be, as a quorum of witnesses
-cosigning a false tree would.
+before it. No single peer's word is taken for any of it, nor can a single
+replica's word stop it: a quorum of replicas outvotes one that signs a false
+block. A quorum of replicas signing the same false block would be taken, as
+a quorum of witnesses cosigning a false tree would.
 
 While pages are being applied the position is :data:`CATCHING_UP` (a
 restart continues from a peer, keeping every page already applied, each of
@@ -179,16 +186,13 @@ def verify_page(ledger: Ledger, response: cluster_pb2.GetBlocksResponse, policy:
 
 
 def confirm_page(ledger: Ledger, page: VerifiedPage, notes: Sequence[str], policy: Policy) -> Vouching:
-    """Step (5): enough distinct replicas sign the page's last block (and the
-    position, if the page gives one) in ``notes``. Returns their log keys;
-    raises :class:`BlockConflict` or :class:`BlockNotConfirmed`."""
+    """Step (5): a quorum of distinct replicas sign the page's last block
+    (and the position, if the page gives one) in ``notes``, and no quorum
+    signs anything else. Returns their log keys and the dissents of other replicas
+    (:func:`ledger.block_note.verify_block_vouchers`); raises
+    :class:`BlockConflict` or :class:`BlockNotConfirmed`."""
     position = encode_position(*page.position) if page.position is not None else None
-    vouching = verify_block_vouchers(ledger.origin, page.last, position, notes, policy)
-    if vouching.dissents:
-        # Until catch-up keeps the evidence of a dissent that a quorum
-        # outvotes, it refuses the page as it always has.
-        raise vouching.dissents[0]
-    return vouching
+    return verify_block_vouchers(ledger.origin, page.last, position, notes, policy)
 
 
 def apply_page(ledger: Ledger, page: VerifiedPage) -> tuple[int, int] | None:
@@ -231,7 +235,9 @@ def verify_and_apply(
     Returns the peer's position once its anchor is reached, else None."""
     page = verify_page(ledger, response, policy)
     if page.needs_vouchers:
-        confirm_page(ledger, page, notes, policy)
+        vouching = confirm_page(ledger, page, notes, policy)
+        for dissent in vouching.dissents:
+            _log_dissent(dissent, vouching, peer=None, evidence="")
     return apply_page(ledger, page)
 
 
@@ -266,27 +272,16 @@ async def _vouched(
 ) -> Vouching:
     """Step (5) over the network: the page stays verified in memory while
     too few replicas can vouch for it yet, and is asked about again. A
-    conflict is logged, its evidence kept in ``conflicts``, and raised."""
+    conflict is logged, its evidence kept in ``conflicts``, and raised. A
+    page a quorum vouches for is returned, to be applied, once each dissent
+    from it is logged and its evidence kept the same way."""
     attempt = 0
     while True:
         notes = await fetch_block_notes(peers, page.last.height)
         try:
-            return confirm_page(ledger, page, notes, policy)
+            vouching = confirm_page(ledger, page, notes, policy)
         except BlockConflict as exc:
-            evidence = ""
-            if conflicts is not None:
-                position = encode_position(*page.position) if page.position is not None else None
-                seen = await asyncio.to_thread(
-                    conflicts.keep,
-                    ledger.origin,
-                    exc,
-                    peer=peer,
-                    served_block=page.last,
-                    served_position=position,
-                    notes=notes,
-                    policy=policy,
-                )
-                evidence = seen.evidence
+            evidence = await _keep_evidence(conflicts, ledger, exc, page, peer, notes, policy)
             _log.error(
                 "CONFLICT: blocks served by %s disagree with a replica's signed note; nothing of them "
                 "applied: %s (evidence: %s)",
@@ -295,6 +290,7 @@ async def _vouched(
                 evidence or "not kept",
                 extra={
                     "event": "block_conflict",
+                    "applied": False,
                     "height": exc.height,
                     "signed_note": exc.note,
                     "evidence": evidence,
@@ -306,7 +302,65 @@ async def _vouched(
             if attempt >= rounds:
                 raise
             _log.info("waiting for replicas to vouch for block %d: %s", page.last.height, exc)
+        else:
+            # A replica that signed something else is faulty even when it is
+            # outvoted: an operator must hear of it as of any other conflict.
+            for dissent in vouching.dissents:
+                evidence = await _keep_evidence(conflicts, ledger, dissent, page, peer, notes, policy)
+                _log_dissent(dissent, vouching, peer=peer, evidence=evidence)
+            return vouching
         await asyncio.sleep(min(2.0, backoff * attempt))
+
+
+async def _keep_evidence(
+    conflicts: BlockConflicts | None,
+    ledger: Ledger,
+    conflict: BlockConflict,
+    page: VerifiedPage,
+    peer: str,
+    notes: Sequence[str],
+    policy: Policy,
+) -> str:
+    """Keep the evidence of ``conflict``, met on ``page`` from ``peer``; the
+    path of its file, or "" when none is kept."""
+    if conflicts is None:
+        return ""
+    position = encode_position(*page.position) if page.position is not None else None
+    seen = await asyncio.to_thread(
+        conflicts.keep,
+        ledger.origin,
+        conflict,
+        peer=peer,
+        served_block=page.last,
+        served_position=position,
+        notes=notes,
+        policy=policy,
+    )
+    return seen.evidence
+
+
+def _log_dissent(dissent: BlockConflict, vouching: Vouching, *, peer: str | None, evidence: str) -> None:
+    """Report a replica that a quorum outvoted as loudly as a conflict that
+    stops a page: it is just as surely faulty."""
+    _log.error(
+        "CONFLICT: replica %s signed another %s of block %d than the one served%s; the page is applied, "
+        "as a quorum of replicas (%s) vouch for the served one: %s (evidence: %s)",
+        dissent.signer,
+        dissent.what,
+        dissent.height,
+        f" by {peer}" if peer else "",
+        ", ".join(vouching.vouchers),
+        dissent,
+        evidence or "not kept",
+        extra={
+            "event": "block_conflict",
+            "applied": True,
+            "height": dissent.height,
+            "signer": dissent.signer,
+            "signed_note": dissent.note,
+            "evidence": evidence,
+        },
+    )
 
 
 async def catch_up(

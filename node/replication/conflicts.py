@@ -4,8 +4,10 @@ A :class:`~ledger.errors.BlockConflict` (node/replication/catchup.py, step 5)
 means that a replica signed a block note naming another block hash, or
 another position, than the block a peer served at the same height. Both
 cannot be true: one of the two replicas lies or is corrupt, and an operator
-must find out which. Nothing of the page is applied; what is kept here is
-what the operator needs to act on it:
+must find out which. Nothing of the page is applied, unless a quorum of
+replicas vouches for it and none for another value: then the dissent is
+kept all the same, as evidence against the replica that signed it. What is
+kept here is what the operator needs to act on it:
 
 - one JSON file per distinct conflict under the node directory's
   ``evidence/`` folder (the witness keeps its fork evidence the same way
@@ -64,7 +66,10 @@ ABOUT = (
     ),
     (
         "quorum.supports names the side that as many replicas as the cluster policy's quorum (quorum.needed) "
-        "signed among the notes fetched when the conflict was met: served, signed, both or neither."
+        "signed among the notes fetched when the conflict was met: served, signed, both or neither. A key "
+        "that signed both sides (quorum.equivocating) counts for neither. When only the served side has a "
+        "quorum, the node went on to apply the served block and kept this file as evidence against the "
+        "dissenting replica."
     ),
 )
 _KIND = "block_conflict"
@@ -123,9 +128,16 @@ def conflict_evidence(
             return _union(t.signers for t in tally if t.block_hash == value)
 
     served_by, signed_by = signers_of(conflict.served), signers_of(conflict.signed)
+    # A key that signed both sides counts for neither, as when catch-up
+    # decides (ledger.block_note.verify_block_vouchers).
+    equivocating = [key for key in served_by if key in signed_by]
     needed = max(1, quorum_size(policy))
     supports = {(True, True): "both", (True, False): "served", (False, True): "signed"}.get(
-        (len(served_by) >= needed, len(signed_by) >= needed), "neither"
+        (
+            len(served_by) - len(equivocating) >= needed,
+            len(signed_by) - len(equivocating) >= needed,
+        ),
+        "neither",
     )
     # (2) Both sides. The digest covers them and nothing that may change when
     # the same conflict is met again: not the time, the other notes, nor the
@@ -156,6 +168,7 @@ def conflict_evidence(
             "needed": needed,
             "served_by": served_by,
             "signed_by": signed_by,
+            "equivocating": equivocating,
             "supports": supports,
             "notes": [n for t in tally for n in t.notes],
         },
