@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -594,18 +595,24 @@ def test_one_lying_replica_does_not_stop_a_node_catching_up_and_is_kept_as_evide
         servicer = PeerServicer(fresh, status=rep.fill_status)
         return await servicer.GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), None)  # type: ignore[arg-type]
 
-    async def catch_up_once() -> cluster_pb2.ClusterStatus:
+    async def catch_up_then_restart() -> tuple[cluster_pb2.ClusterStatus, cluster_pb2.ClusterStatus]:
         # Wired as `carbonledger serve --etcd` wires it (etcd is never reached here).
         rep = ClusterNode(fresh, config).replicator
         try:
             await rep._catch_up()
-            return await status_of(rep)
+            status = await status_of(rep)
         finally:
             await rep.stop()
+        # The node restarts: the conflicts it kept are still reported.
+        again = ClusterNode(fresh, config).replicator
+        try:
+            return status, await status_of(again)
+        finally:
+            await again.stop()
 
     try:
         with caplog.at_level("ERROR", logger="carbonledger.node"):
-            status = asyncio.run(catch_up_once())
+            status, restarted = asyncio.run(catch_up_then_restart())
     finally:
         for n in nodes:
             n.stop()
@@ -632,9 +639,14 @@ def test_one_lying_replica_does_not_stop_a_node_catching_up_and_is_kept_as_evide
         assert (refused["served"]["peer"], refused["quorum"]["supports"]) == (liar_address, "signed")
         assert [r.__dict__["applied"] for r in caplog.records if getattr(r, "event", None) == "block_conflict"] == [False, True]
     assert len(files) == status.block_conflicts == (2 if liar_first else 1)
-    # (3) GetClusterStatus reports it.
+    # (3) GetClusterStatus reports it, also after a restart.
     assert status.recent_block_conflicts[0].signer == log_key(2).vkey
     assert status.recent_block_conflicts[0].quorum_side == "served"
+    assert restarted.block_conflicts == status.block_conflicts
+    assert {(c.signer, c.evidence) for c in restarted.recent_block_conflicts} == {
+        (c.signer, c.evidence) for c in status.recent_block_conflicts
+    }
+
 
 def test_a_page_vouched_for_by_the_serving_peer_alone_against_a_dissent_is_not_applied() -> None:
     # As before quorums decided: the serving peer's own note, against one
@@ -696,3 +708,46 @@ def test_when_both_sides_have_a_quorum_nothing_is_applied(tmp_path: Path) -> Non
         assert fresh.size == 0 and fresh.meta(POSITION_KEY) is None
         assert kept.count == 2 and {c.quorum_side for c in kept.recent()} == {"both"}
 
+
+def test_a_restarted_node_reports_the_conflicts_it_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    position, fetched, malicious = position_conflict()
+    args = {
+        "peer": "peer-a:1", "served_block": malicious.head, "served_position": encode_position(2, 5002),
+        "notes": fetched, "policy": POLICY,
+    }  # fmt: skip
+    # Two distinct conflicts kept by a first run, at times 100 and 200: the
+    # position one, and a dissent that replica 0 signed against an honest block.
+    honest = replica(1, HONEST)
+    page = verify_page(fresh_node(), read_blocks(honest, 1, 0, 256, cosigned(honest, 3, 0, 1)), POLICY)
+    vouching = confirm_page(fresh_node(), page, notes(3, honest, replica(2, HONEST), malicious), POLICY)
+    (dissent,) = vouching.dissents
+    clock = iter([100, 200])
+    first = BlockConflicts(tmp_path, clock=lambda: next(clock))
+    older = first.keep(ORIGIN, position, **args)  # type: ignore[arg-type]
+    newer = first.keep(
+        ORIGIN, dissent, **dict(args, peer="peer-b:2", served_position=encode_position(2, 1002))  # type: ignore[arg-type]
+    )
+    # What is not such evidence is not counted: another kind, junk, or the
+    # record of another conflict padded far past the size of any evidence.
+    (tmp_path / "block-conflict-9-x-0.json").write_text('{"kind": "fork", "version": 1}')
+    (tmp_path / "block-conflict-9-y-0.json").write_text("not json")
+    padded = json.loads(Path(older.evidence).read_text())
+    padded.update(digest="0" * 64, pad="x" * (1 << 20))
+    (tmp_path / "block-conflict-9-z-0.json").write_text(json.dumps(padded))
+    with caplog.at_level("WARNING", logger="carbonledger.node"):
+        restarted = BlockConflicts(tmp_path)
+    assert sum("not block conflict evidence" in r.getMessage() for r in caplog.records) == 3
+    # (1) Both counted, listed newest first, as met no time since the start.
+    assert restarted.count == 2
+    assert restarted.recent() == [replace(newer, times_seen=0), replace(older, times_seen=0)]
+    status = cluster_pb2.ClusterStatus()
+    replicator.fill_conflicts(status, restarted)
+    assert status.block_conflicts == 2 and [c.evidence for c in status.recent_block_conflicts] == [
+        newer.evidence, older.evidence
+    ]
+    # (2) Met again, a conflict counts again and finds its file.
+    again = restarted.keep(ORIGIN, position, **args)  # type: ignore[arg-type]
+    assert (again.evidence, again.times_seen, restarted.count) == (older.evidence, 1, 3)
+    assert len(list(tmp_path.iterdir())) == 5
+    # (3) The list stays bounded; the newest is the one first met last.
+    assert BlockConflicts(tmp_path, recent=1).recent() == [replace(newer, times_seen=0)]

@@ -17,8 +17,11 @@ kept here is what the operator needs to act on it:
   position, the dissenting note), so a conflict met again on a retry finds
   its file and writes nothing, and a different conflict never overwrites an
   earlier file. At most 1,000 files are kept, as for the witness;
-- in memory, how many conflicts were met since the node started and the
-  newest few distinct ones, which ``Peer.GetClusterStatus`` reports.
+- in memory, how many conflicts there are and the newest few distinct
+  ones, which ``Peer.GetClusterStatus`` reports. A node starts from the
+  evidence files it finds (each counted once, the newest listed, as met no
+  time since the start), so a restart does not hide a conflict; each time
+  one is met after that counts, also the same one met again on a retry.
 
 What in the file proves what is said in the file itself (:data:`ABOUT`):
 the dissenting note is signed, the served block is not.
@@ -75,6 +78,9 @@ ABOUT = (
 _KIND = "block_conflict"
 _VERSION = 1
 _MAX_EVIDENCE_FILES = 1000
+# Far more than a file of ours holds (both sides and a few signed notes): a
+# larger one is not read when the node starts.
+_MAX_EVIDENCE_BYTES = 1 << 20
 _RECENT = 8
 _log = logging.getLogger("carbonledger.node")
 
@@ -208,8 +214,11 @@ class BlockConflicts:
         self._recent_max = recent
         self._clock = clock
         self._lock = threading.Lock()
-        self._recent: list[ConflictSeen] = []
-        self.count = 0
+        # The conflicts kept before this start: an operator restarting the
+        # node must still see them.
+        kept = self._read_kept()
+        self._recent: list[ConflictSeen] = kept[:recent]
+        self.count = len(kept)
 
     def recent(self) -> list[ConflictSeen]:
         """The newest distinct conflicts, newest first."""
@@ -220,6 +229,32 @@ class BlockConflicts:
         if self._dir is None or not self._dir.is_dir():
             return []
         return sorted(self._dir.glob("block-conflict-*.json"))
+
+    def _read_kept(self) -> list[ConflictSeen]:
+        """The distinct conflicts whose evidence files are in the directory,
+        newest first, each as met no time yet. Reads at most as many files as
+        are ever kept, none larger than any evidence; a file that is not such
+        evidence is logged and passed over."""
+        files = self.evidence_files()
+        if len(files) > _MAX_EVIDENCE_FILES:
+            _log.warning(
+                "%d block conflict evidence files in %s; reading the first %d",
+                len(files),
+                self._dir,
+                _MAX_EVIDENCE_FILES,
+            )
+        found: dict[str, tuple[int, ConflictSeen]] = {}
+        for path in files[:_MAX_EVIDENCE_FILES]:
+            try:
+                if path.stat().st_size > _MAX_EVIDENCE_BYTES:
+                    raise ValueError(f"larger than {_MAX_EVIDENCE_BYTES} bytes")
+                met, seen = _seen_in(json.loads(path.read_text()), str(path))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                _log.warning("%s is not block conflict evidence, not counted: %s", path, exc)
+                continue
+            found.setdefault(seen.digest, (met, seen))
+        newest = sorted(found.values(), key=lambda t: (t[0], t[1].evidence), reverse=True)
+        return [seen for _, seen in newest]
 
     def keep(
         self,
@@ -300,6 +335,35 @@ class BlockConflicts:
                 return str(path)
             # Another conflict's file (a digest prefix shared): never overwritten.
         return ""
+
+
+def _seen_in(record: Any, path: str) -> tuple[int, ConflictSeen]:
+    """When the conflict that an evidence ``record`` (as
+    :func:`conflict_evidence` writes it) kept at ``path`` was met, and the
+    conflict as met no time since. KeyError, TypeError or ValueError if it is
+    not such a record."""
+    if not isinstance(record, dict) or (record.get("kind"), record.get("version")) != (
+        _KIND,
+        _VERSION,
+    ):
+        raise ValueError(f"not a {_KIND} record of version {_VERSION}")
+    met = record["time"]
+    seen = ConflictSeen(
+        height=record["height"],
+        what=record["what"],
+        signer=record["signed"]["signer"],
+        evidence=path,
+        peer=record["served"]["peer"],
+        quorum_side=record["quorum"]["supports"],
+        times_seen=0,
+        digest=record["digest"],
+    )
+    texts = (seen.what, seen.signer, seen.peer, seen.quorum_side, seen.digest)
+    if not (isinstance(met, int) and isinstance(seen.height, int)) or not all(
+        isinstance(t, str) for t in texts
+    ):
+        raise TypeError("a field of the wrong type")
+    return met, seen
 
 
 def _digest_of(path: Path) -> str | None:
