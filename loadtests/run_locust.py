@@ -82,6 +82,16 @@ def start_bare_server(port: int) -> subprocess.Popen[str]:
     return start_server(["loadtests.bare_server", "--listen", f"127.0.0.1:{port}"])
 
 
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, as an operator stops a node; killed if it has not exited in 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def start_server(module_args: Sequence[str]) -> subprocess.Popen[str]:
     """``python -m MODULE ARGS...``, once it prints that it is listening."""
     proc = subprocess.Popen(
@@ -242,12 +252,7 @@ def run_bare(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - started
         server_cpu, locust_cpu = cpu_seconds([server.pid]) - server_cpu, children_cpu() - locust_cpu
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)
@@ -309,12 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         node_cpu, locust_cpu = node_cpu_seconds(node.pid) - node_cpu, children_cpu() - locust_cpu
     finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+        stop_server(node)
     acked, problems = check_acks(node_dir, acks_dir)
     audit_ok, audit_text = audit(node_dir)
     stats = read_stats()
