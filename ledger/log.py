@@ -41,6 +41,7 @@ from ledger.storage.lmdb_store import MAPPED_BUDGET
 from ledger.storage.tiles import ROW_OFFSET, TILE_HEIGHT, TILE_WIDTH, TileWriter, tile_key
 from ledger.storage.writer_lock import WriterLock
 from ledger.tlog_proof import TlogProof, format_tlog_proof
+from ledger.tlog_tiles import TileRef, encode_entry_bundle
 
 __all__ = [
     "MAX_BATCH",
@@ -715,6 +716,40 @@ class Ledger:
         size = self.size if size is None else size
         proof = self.inclusion_proof(index, size)
         return format_tlog_proof(TlogProof(index, tuple(proof), self.checkpoint(size)))
+
+    def hash_tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
+        """The c2sp.org/tlog-tiles hash tile ``level``/``index`` of ``width``
+        hashes (see :mod:`ledger.tlog_tiles`): the bottom row of the stored
+        tile, as far as it goes. Raises :class:`NotFound` unless the tree
+        holds every one of its hashes."""
+        ref = TileRef(level, index, width)
+        with self._store.read() as txn:
+            if ref.end > snapshot_size(txn):
+                raise NotFound("tile", ref.path)
+            tile = txn.get(Table.TILES, tile_key(level, index))
+            data = None if tile is None else bytes(tile[: width * HASH_SIZE])
+        if data is None or any(data[p : p + HASH_SIZE] == _ZERO_HASH for p in range(0, len(data), HASH_SIZE)):
+            raise StorageError(f"{ref.path} is missing from the store below the tree size")
+        return data
+
+    def entry_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
+        """The c2sp.org/tlog-tiles entry bundle ``index`` of ``width``
+        entries. Raises :class:`NotFound` unless the tree holds them all, and
+        :class:`~ledger.errors.TooLarge` if one is over the format's 65,535
+        bytes."""
+        ref = TileRef(None, index, width)
+        start = index * TILE_WIDTH
+        entries: list[bytes] = []
+        with self._store.read() as txn:
+            if ref.end > snapshot_size(txn):
+                raise NotFound("entry bundle", ref.path)
+            for key, value in txn.scan(Table.ENTRIES, u64(start)):
+                if len(entries) == width or from_u64(key) != start + len(entries):
+                    break
+                entries.append(bytes(value))
+        if len(entries) != width:
+            raise StorageError(f"entry {start + len(entries)} is missing from the store below the tree size")
+        return encode_entry_bundle(entries)
 
     def state(self) -> _StateReader:
         """A read-only snapshot of the state machine's KV, for queries::

@@ -1,0 +1,270 @@
+"""C2SP tlog-tiles: the log as static resources any HTTP cache can serve.
+
+c2sp.org/tlog-tiles names three kinds of resource under a URL prefix:
+
+- ``checkpoint``: the latest signed checkpoint (mutable);
+- ``tile/<L>/<N>[.p/<W>]``: the ``N``-th tile of level ``L``, the hashes of
+  ``W`` (256 when full) consecutive perfect subtrees of ``256**L`` leaves,
+  32 bytes each;
+- ``tile/entries/<N>[.p/<W>]``: the entries under level-0 tile ``N``, each
+  a big-endian uint16 length and the entry's bytes.
+
+``<N>`` is written in 3-digit groups, all but the last prefixed with ``x``
+(``1234067`` is ``x001/x234/067``); ``.p/<W>`` (1 to 255) marks a partial
+tile, the rightmost of its level in a tree whose size is not a multiple of
+its span. Full tiles never change; a partial tile of a given width never
+changes either.
+
+This module holds the pure part, shared by the node that serves the
+resources and the clients that read them: the path grammar, the entry
+bundle format, and :class:`TiledTree`, which answers ``read_node`` from
+fetched tiles so that :mod:`ledger.merkle`'s proof functions compute RFC 9162
+proofs and roots from tiles alone. A tile is checked for its exact length
+when fetched; its hashes are trusted only once the root they give matches a
+signed checkpoint's (see :func:`verify_entry_from_tiles`).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from ledger.errors import InvalidProof, MalformedError, TooLarge
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.merkle.fetch import inclusion_proof, root_at
+from ledger.merkle.hashing import HASH_SIZE, node_hash
+
+__all__ = [
+    "MAX_BUNDLE_ENTRY_BYTES",
+    "MAX_TILE_LEVEL",
+    "TILE_WIDTH",
+    "TileRef",
+    "TiledTree",
+    "decode_entry_bundle",
+    "encode_entry_bundle",
+    "entry_bundle_refs",
+    "parse_tile_path",
+    "tile_for",
+    "verify_entry_from_tiles",
+]
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+#: Highest level the path grammar admits. Level 8 would need 2**64 entries,
+#: so levels 0 to 7 are the only ones a log can fill.
+MAX_TILE_LEVEL = 63
+#: Largest entry an entry bundle can carry (its length is a uint16).
+MAX_BUNDLE_ENTRY_BYTES = 0xFFFF
+
+_U16 = struct.Struct(">H")
+_LEVEL = re.compile(r"0|[1-9][0-9]?")
+_WIDTH = re.compile(r"[1-9][0-9]{0,2}")
+_GROUP = re.compile(r"x[0-9]{3}")
+_LAST_GROUP = re.compile(r"[0-9]{3}")
+
+
+@dataclass(frozen=True, slots=True)
+class TileRef:
+    """One resource: a hash tile (``level`` 0 to 63) or, with ``level`` None,
+    an entry bundle; ``width`` is 256 for a full one."""
+
+    level: int | None
+    index: int
+    width: int = TILE_WIDTH
+
+    @property
+    def partial(self) -> bool:
+        return self.width < TILE_WIDTH
+
+    @property
+    def path(self) -> str:
+        """``tile/<L>/<N>[.p/<W>]`` or ``tile/entries/<N>[.p/<W>]``."""
+        head = "entries" if self.level is None else str(self.level)
+        groups = f"{self.index:03d}"
+        # Pad to a multiple of 3 digits, then group from the left.
+        groups = groups.zfill(-(-len(groups) // 3) * 3)
+        parts = [groups[i : i + 3] for i in range(0, len(groups), 3)]
+        n = "/".join([*(f"x{p}" for p in parts[:-1]), parts[-1]])
+        suffix = f".p/{self.width}" if self.partial else ""
+        return f"tile/{head}/{n}{suffix}"
+
+    @property
+    def span(self) -> int:
+        """Leaves under one hash of this tile (entries: one each)."""
+        return 1 << (TILE_HEIGHT * (self.level or 0))
+
+    @property
+    def end(self) -> int:
+        """The tree size at which this resource's last hash is complete."""
+        return (self.index * TILE_WIDTH + self.width) * self.span
+
+
+def parse_tile_path(path: str) -> TileRef:
+    """The resource a ``tile/...`` path names (no leading slash, no prefix).
+
+    Strict, as the specification's grammar is: no leading zeros in ``L`` or
+    ``W``, 3-digit groups with ``x`` on all but the last, no empty elements.
+    Raises :class:`MalformedError` naming what is wrong.
+    """
+    parts = path.split("/")
+    if len(parts) < 3 or parts[0] != "tile":
+        raise MalformedError("tile path", f"{path!r} is not tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]")
+    head, rest = parts[1], parts[2:]
+    level: int | None
+    if head == "entries":
+        level = None
+    elif _LEVEL.fullmatch(head) and int(head) <= MAX_TILE_LEVEL:
+        level = int(head)
+    else:
+        raise MalformedError("tile path", f"level {head!r} is not 'entries' or 0 to {MAX_TILE_LEVEL} without leading zeros")
+    width = TILE_WIDTH
+    if len(rest) >= 2 and rest[-2].endswith(".p"):
+        w = rest[-1]
+        if not _WIDTH.fullmatch(w) or int(w) >= TILE_WIDTH:
+            raise MalformedError("tile path", f"partial width {w!r} is not 1 to 255 without leading zeros")
+        width = int(w)
+        rest = [*rest[:-2], rest[-2][:-2]]
+    *groups, last = rest
+    if not _LAST_GROUP.fullmatch(last) or not all(_GROUP.fullmatch(g) for g in groups):
+        raise MalformedError(
+            "tile path", f"index {'/'.join(rest)!r} is not 3-digit groups, all but the last prefixed with 'x'"
+        )
+    if groups and groups[0] == "x000":
+        # x000/001 would be a second name of 001: one resource, one path.
+        raise MalformedError("tile path", f"index {'/'.join(rest)!r} has a leading zero group")
+    index = int("".join(g[1:] for g in groups) + last)
+    return TileRef(level, index, width)
+
+
+def tile_for(level: int, index: int, size: int) -> TileRef:
+    """The tile of ``level`` holding hash ``index`` (of that level) in the
+    tree of ``size`` leaves: full if its span is complete, else the partial
+    tile of the width the tree has there."""
+    tile_index = index // TILE_WIDTH
+    have = size // TILE_WIDTH**level - tile_index * TILE_WIDTH
+    return TileRef(level, tile_index, min(have, TILE_WIDTH))
+
+
+def encode_entry_bundle(entries: Iterable[bytes]) -> bytes:
+    """Entries as a bundle: each a big-endian uint16 length, then its bytes.
+
+    Raises :class:`TooLarge` for an entry over 65,535 bytes, which the
+    format cannot carry."""
+    out = bytearray()
+    for i, entry in enumerate(entries):
+        if len(entry) > MAX_BUNDLE_ENTRY_BYTES:
+            raise TooLarge(
+                "entry for a tlog-tiles entry bundle",
+                f"entry {i} of the bundle is {len(entry):,} bytes; a bundle's uint16 lengths hold at most "
+                f"{MAX_BUNDLE_ENTRY_BYTES:,}",
+            )
+        out += _U16.pack(len(entry))
+        out += entry
+    return bytes(out)
+
+
+def decode_entry_bundle(data: bytes, count: int) -> list[bytes]:
+    """The ``count`` entries of a bundle; raises :class:`MalformedError` if
+    it holds fewer, more, or ends inside one."""
+    entries: list[bytes] = []
+    pos = 0
+    view = memoryview(data)
+    while pos < len(data):
+        if len(data) - pos < 2:
+            raise MalformedError("entry bundle", f"a length prefix is cut off at byte {pos}")
+        (n,) = _U16.unpack_from(data, pos)
+        pos += 2
+        if len(data) - pos < n:
+            raise MalformedError("entry bundle", f"entry {len(entries)} says {n} bytes, {len(data) - pos} remain")
+        entries.append(bytes(view[pos : pos + n]))
+        pos += n
+    if len(entries) != count:
+        raise MalformedError("entry bundle", f"{len(entries)} entries where the tile holds {count}")
+    return entries
+
+
+class TiledTree:
+    """``read_node(level, index)`` for the tree of ``size`` leaves, from
+    tiles got through ``fetch(path) -> bytes``.
+
+    A node of level ``8L + r`` is the hash of ``2**r`` consecutive hashes of
+    one level-``L`` tile, recomputed here as the specification says. Each
+    tile is fetched once and checked for its exact length
+    (:class:`MalformedError` otherwise); whether its hashes are the log's is
+    known only by comparing a root computed from them with a signed one.
+    """
+
+    def __init__(self, fetch: Callable[[str], bytes], size: int) -> None:
+        if size < 0:
+            raise InvalidProof(f"tree size must not be negative, got {size}")
+        self.size = size
+        self._fetch = fetch
+        self._tiles: dict[TileRef, bytes] = {}
+
+    def tile(self, ref: TileRef) -> bytes:
+        data = self._tiles.get(ref)
+        if data is None:
+            data = self._fetch(ref.path)
+            if len(data) != ref.width * HASH_SIZE:
+                raise MalformedError(ref.path, f"{len(data)} bytes, not {ref.width} hashes of {HASH_SIZE}")
+            self._tiles[ref] = data
+        return data
+
+    def read_node(self, level: int, index: int) -> bytes:
+        tile_level, row = divmod(level, TILE_HEIGHT)
+        first = index << row  # the first hash of tile_level under the node
+        count = 1 << row
+        if (first + count) * TILE_WIDTH**tile_level > self.size:
+            raise InvalidProof(f"node {level}/{index} is not complete in a tree of {self.size}")
+        ref = tile_for(tile_level, first, self.size)
+        data = self.tile(ref)
+        start = (first % TILE_WIDTH) * HASH_SIZE
+        hashes = [data[p : p + HASH_SIZE] for p in range(start, start + count * HASH_SIZE, HASH_SIZE)]
+        while len(hashes) > 1:
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+        return hashes[0]
+
+    def root(self) -> bytes:
+        return root_at(self.read_node, self.size)
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        return inclusion_proof(self.read_node, index, self.size)
+
+
+def verify_entry_from_tiles(
+    fetch: Callable[[str], bytes], size: int, root: bytes, index: int, entry: bytes | None = None
+) -> bytes:
+    """Prove entry ``index`` of the tree (``size``, ``root``) from tiles alone.
+
+    ``root`` must come from a checkpoint whose signatures the caller has
+    verified. The entry is taken from its bundle (or is ``entry``, if
+    given, which then need not be fetched); its leaf hash must equal the
+    level-0 tile's, and the inclusion proof computed from the tiles must
+    lead to ``root``. Returns the entry's bytes. Raises
+    :class:`~ledger.errors.RootMismatch` or :class:`InvalidProof` if the tiles do not
+    prove it, :class:`MalformedError` for a tile or bundle that does not
+    parse.
+    """
+    if not 0 <= index < size:
+        raise InvalidProof(f"entry {index} is not in a tree of {size}")
+    tree = TiledTree(fetch, size)
+    if entry is None:
+        ref = tile_for(0, index, size)
+        bundle = decode_entry_bundle(fetch(TileRef(None, ref.index, ref.width).path), ref.width)
+        entry = bundle[index % TILE_WIDTH]
+    leaf = leaf_hash(entry)
+    if leaf != tree.read_node(0, index):
+        raise InvalidProof(f"entry {index}'s leaf hash is not the one its level-0 tile holds")
+    verify_inclusion(leaf, index, size, tree.inclusion_proof(index), root)
+    return entry
+
+
+def entry_bundle_refs(size: int) -> Sequence[TileRef]:
+    """Every entry bundle of a tree of ``size`` leaves, in order."""
+    full, rest = divmod(size, TILE_WIDTH)
+    refs = [TileRef(None, i) for i in range(full)]
+    if rest:
+        refs.append(TileRef(None, full, rest))
+    return refs
