@@ -221,7 +221,17 @@ async def _serve(args: argparse.Namespace) -> None:
             max_batch=args.max_batch, verify_processes=args.verify_processes, **bounds, **hooks,
         )  # fmt: skip
         await server.start()
+        tiles = None
         try:
+            if args.tiles_http:
+                # Imported only when asked for: aiohttp is a sixth of a lone node's start-up.
+                from node.tiles_http import TilesHttpServer
+
+                tiles_host, tiles_port = args.tiles_http.rsplit(":", 1)
+                published = cluster.published_checkpoint if cluster is not None else None
+                starting = TilesHttpServer(led, tiles_host, int(tiles_port), published)
+                await starting.start()  # cleans up after itself if it cannot listen
+                tiles = starting
             if cluster is not None:
                 await cluster.start()
                 if cluster.http is not None:
@@ -231,6 +241,8 @@ async def _serve(args: argparse.Namespace) -> None:
             print(f"carbonledger node {led.origin} listening on {host}:{port}", flush=True)
             if server.metrics.port is not None:
                 print(f"metrics on http://127.0.0.1:{server.metrics.port}/metrics", flush=True)
+            if tiles is not None:
+                print(f"tlog-tiles on http://{args.tiles_http.rsplit(':', 1)[0]}:{tiles.port}/checkpoint", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -240,6 +252,8 @@ async def _serve(args: argparse.Namespace) -> None:
             if cluster is not None:
                 await cluster.stop()
         finally:
+            if tiles is not None:
+                await tiles.stop()
             # Also when the cluster's services fail to start (a witness port
             # that is taken): the server, its committer and workers stop
             # before the ledger closes.
@@ -292,6 +306,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--max-batch", type=int, default=2_000, help="most entries per group commit")
     p.add_argument("--verify-processes", type=_non_negative, metavar="N",
                    help="worker processes checking signatures (default: one per CPU; 0: in the node's threads)")
+    p.add_argument("--tiles-http", type=_address, metavar="HOST:PORT",
+                   help="serve the log read-only as c2sp.org/tlog-tiles here (checkpoint, tiles, entry bundles)")
     p.add_argument("--log-level", default="info")
     p.add_argument("--event-loop", choices=event_loop.available(), default=event_loop.DEFAULT,
                    help="the asyncio event loop to run on (default: %(default)s)")

@@ -113,6 +113,18 @@ class ClusterNode:
         cosigned = self.collector.cosigned_at_most if self.collector is not None else (lambda size: None)
         return witnessed_label_builder(cosigned)(ledger, footprint_id, tree_size)
 
+    def published_checkpoint(self) -> str:
+        """The checkpoint the tlog-tiles endpoint serves: the newest that the
+        cluster's policy accepts (a quorum of witnesses cosigned it), so that
+        a reader checks it against the same policy as a label; this node's
+        latest until there is one, or when there is no policy (a reader then
+        fails closed and asks again)."""
+        if self.collector is not None and self.config.policy is not None:
+            note = self.collector.newest_meeting(self.config.policy)
+            if note is not None:
+                return note
+        return self.ledger.checkpoint()
+
     async def reconcile_checkpoint(self, size: int) -> str:
         """The checkpoint a reconciliation at ``size`` answers with: cosigned
         by the witnesses that can cosign it now, so that an exchange's

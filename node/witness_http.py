@@ -23,7 +23,7 @@ import asyncio
 from aiohttp import web
 
 from ledger.errors import MalformedError
-from node.errors import CannotListen, os_reason
+from node.http_site import HttpSite
 from node.witness import MAX_ADD_CHECKPOINT_BYTES, Witness, WitnessRefused, parse_add_checkpoint
 
 __all__ = ["WitnessHttpServer", "witness_app"]
@@ -58,27 +58,8 @@ def witness_app(witness: Witness) -> web.Application:
     return app
 
 
-class WitnessHttpServer:
-    """``await start()`` binds ``host:port`` (port 0 picks one: see ``port``);
-    ``await stop()``."""
+class WitnessHttpServer(HttpSite):
+    """The witness endpoint on ``host:port``: see :class:`~node.http_site.HttpSite`."""
 
     def __init__(self, witness: Witness, host: str, port: int) -> None:
-        self._runner = web.AppRunner(witness_app(witness), access_log=None)
-        self._host = host
-        self._port = port
-        self.port = 0
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise CannotListen("the witness", f"{self._host}:{self._port}", os_reason(exc)) from None
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._port
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
+        super().__init__(witness_app(witness), "the witness", host, port)
