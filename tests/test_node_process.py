@@ -18,10 +18,13 @@ import pytest
 
 from client.errors import NotFound, Unavailable
 from client.sdk import LedgerClient
+from ledger.checkpoint import parse_checkpoint
 from ledger.keys import Signer
 from ledger.log import Ledger
+from ledger.note import parse_note
 from ledger.records.build import org_spec
 from ledger.state import StateMachine
+from ledger.tlog_tiles import verify_entry_from_tiles
 from tests.test_node_support import Net, key
 
 pytestmark = pytest.mark.slow
@@ -91,6 +94,32 @@ def test_init_serve_submit_and_stop(node_dir: Path) -> None:
     again = subprocess.run(carbonledger("init", str(node_dir), "--origin", "x.example/log"), cwd=ROOT,
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert again.returncode == 2 and "already holds a node" in again.stderr
+
+
+@pytest.mark.timeout(120)
+def test_serve_with_tiles_http_serves_the_log_as_tlog_tiles(node_dir: Path) -> None:
+    serve = Serve(node_dir, "--tiles-http", "127.0.0.1:0")
+    try:
+        assert serve.proc.stdout is not None
+        line = serve.proc.stdout.readline()
+        assert line.startswith("tlog-tiles on http://127.0.0.1:"), line
+        checkpoint_url = line.split(" on ", 1)[1].strip()
+        base = checkpoint_url.removesuffix("/checkpoint")
+        net = Net()
+        with LedgerClient(serve.target, timeout=10) as client:
+            entry = net.register("STEEL")
+            index = client.submit(entry).index
+            note = urllib.request.urlopen(checkpoint_url, timeout=10).read().decode()
+            assert note == client.checkpoint()
+        cp = parse_checkpoint(parse_note(note).text)
+
+        def fetch(path: str) -> bytes:
+            with urllib.request.urlopen(f"{base}/{path}", timeout=10) as resp:
+                return bytes(resp.read())
+
+        assert verify_entry_from_tiles(fetch, cp.size, cp.root_hash, index) == entry
+    finally:
+        assert serve.stop(signal.SIGTERM) == 0
 
 
 def test_a_second_node_on_the_same_directory_or_port_exits_with_the_reason(node_dir: Path, tmp_path: Path) -> None:
