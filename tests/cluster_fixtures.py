@@ -141,7 +141,8 @@ class NodeCluster:
     witnesses the others, and a 2-of-3 policy names them all."""
 
     def __init__(self, base: Path, etcd: EtcdCluster, n: int = 3, *, lease_ttl: int = 30,
-                 compact_interval: float = 1.0, start: Sequence[int] | None = None) -> None:  # fmt: skip
+                 compact_interval: float = 1.0, start: Sequence[int] | None = None,
+                 tiles: Sequence[int] = ()) -> None:  # fmt: skip
         self.base, self.etcd, self.n = base, etcd, n
         self.lease_ttl, self.compact_interval = lease_ttl, compact_interval
         auth = base / "auth.key"
@@ -156,6 +157,8 @@ class NodeCluster:
             assert out.returncode == 0, out.stderr
         self.ports = free_ports(n)
         self.targets = [f"127.0.0.1:{p}" for p in self.ports]
+        #: Nodes serving c2sp.org/tlog-tiles: node -> base URL.
+        self.tiles = {i: f"http://127.0.0.1:{p}" for i, p in zip(tiles, free_ports(len(tiles)), strict=True)}
         policy = "".join(f"log {(d / 'node.vkey').read_text().strip()}\n" for d in self.dirs)
         policy += "".join(f"witness w{i} {(d / 'witness.vkey').read_text().strip()}\n" for i, d in enumerate(self.dirs))
         policy += f"group all-nodes 2 {' '.join(f'w{i}' for i in range(n))}\nquorum all-nodes\n"
@@ -167,12 +170,14 @@ class NodeCluster:
 
     def start(self, i: int) -> None:
         peers = [a for j, t in enumerate(self.targets) if j != i for a in ("--peer", t)]
+        tiles = ["--tiles-http", self.tiles[i].removeprefix("http://")] if i in self.tiles else []
         log = open(self.base / f"node{i}.log", "a")  # noqa: SIM115 - the child keeps it
         self.procs[i] = subprocess.Popen(
             carbonledger("serve", str(self.dirs[i]), "--listen", self.targets[i], "--grace", "3",
                          "--etcd", self.etcd.endpoints, "--node-id", f"node{i}", *peers,
                          "--policy", str(self.base / "cluster.policy"), "--witness-key", str(self.dirs[i] / "witness.key"),
-                         "--etcd-lease-ttl", str(self.lease_ttl), "--compact-interval", str(self.compact_interval)),
+                         "--etcd-lease-ttl", str(self.lease_ttl), "--compact-interval", str(self.compact_interval),
+                         *tiles),
             cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
         proc = self.procs[i]

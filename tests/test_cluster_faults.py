@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,18 +22,20 @@ from carbonledger.v1 import cluster_pb2, cluster_pb2_grpc
 
 from client.sdk import LedgerClient
 from ledger.block import block_hash, decode_block, encode_block
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from ledger.errors import LedgerError
 from ledger.keys import Signer
 from ledger.leaf_index import clear_stored
 from ledger.log import Ledger
 from ledger.merkle import CompactRange, leaf_hash
-from ledger.policy import parse_policy
+from ledger.note import parse_note
+from ledger.policy import parse_policy, verify_checkpoint_policy
 from ledger.records.build import org_spec
 from ledger.state import StateMachine
 from ledger.storage import LmdbStore, Table, u64
 from ledger.storage.tiles import TILE_BYTES, node_slot, tile_key
 from ledger.tlog_proof import verify_tlog_proof
+from ledger.tlog_tiles import verify_entry_from_tiles
 from tests.cluster_fixtures import ORIGIN, EtcdCluster, NodeCluster
 from tests.test_node_support import Net, key
 
@@ -99,7 +102,7 @@ def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
 
 
 def test_three_nodes_agree_and_a_killed_node_catches_up(tmp_path: Path, etcd: EtcdCluster) -> None:
-    cluster = NodeCluster(tmp_path, etcd)
+    cluster = NodeCluster(tmp_path, etcd, tiles=[1])
     try:
         cluster.wait_converged([0, 1, 2], min_size=1, timeout=30)
         load = Load(cluster.targets, 40, "a").start()
@@ -130,6 +133,19 @@ def test_three_nodes_agree_and_a_killed_node_catches_up(tmp_path: Path, etcd: Et
                     assert exc.code() == grpc.StatusCode.NOT_FOUND and time.monotonic() < deadline, exc
                     time.sleep(0.3)
         verify_tlog_proof(proof.proof, entry, parse_policy(cluster.policy_text))
+        # Its tlog-tiles endpoint serves a checkpoint that meets the same
+        # 2-of-3 policy, and the entry is proven from its tiles alone.
+        base = cluster.tiles[1]
+
+        def fetch(path: str) -> bytes:
+            with urllib.request.urlopen(f"{base}/{path}", timeout=10) as resp:
+                return bytes(resp.read())
+
+        note = fetch("checkpoint").decode()
+        verify_checkpoint_policy(note, parse_policy(cluster.policy_text))
+        cp = parse_checkpoint(parse_note(note).text)
+        assert cp.size > index
+        assert verify_entry_from_tiles(fetch, cp.size, cp.root_hash, index) == entry
     finally:
         cluster.stop()
     # Identical blocks (so identical trees, times and state digests) everywhere.
