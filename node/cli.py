@@ -214,8 +214,12 @@ async def _serve(args: argparse.Namespace) -> None:
                 "label_builder": cluster.label_builder,
                 "reconcile_checkpoint": cluster.reconcile_checkpoint,
             }
-        # Bounds not given on the command line are the committer's defaults.
-        bounds = {k: getattr(args, k) for k in ("max_pending", "max_pending_bytes") if getattr(args, k) is not None}
+        # Bounds not given on the command line are the defaults of create_server.
+        bounds = {
+            k: getattr(args, k)
+            for k in ("max_pending", "max_pending_bytes", "event_cache_refs")
+            if getattr(args, k) is not None
+        }
         server, port = create_server(
             args.listen, led, tls=tls, metrics_port=args.metrics_port,
             max_batch=args.max_batch, verify_processes=args.verify_processes, **bounds, **hooks,
@@ -306,6 +310,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--max-batch", type=int, default=2_000, help="most entries per group commit")
     p.add_argument("--verify-processes", type=_non_negative, metavar="N",
                    help="worker processes checking signatures (default: one per CPU; 0: in the node's threads)")
+    p.add_argument("--event-cache-refs", type=_non_negative, metavar="N",
+                   help="refs (about 100 bytes each) of deprecation events kept for subscribers (default 1000000)")
     p.add_argument("--tiles-http", type=_address, metavar="HOST:PORT",
                    help="serve the log read-only as c2sp.org/tlog-tiles here (checkpoint, tiles, entry bundles)")
     p.add_argument("--log-level", default="info")

@@ -222,6 +222,7 @@ def create_server(
         )  # fmt: skip
         signal = CommitSignal()
         event_cache = EventCache(event_cache_refs)
+        metrics.watch_event_cache(event_cache.stats, event_cache_refs)
         committer.add_listener(signal)
         committer.add_listener(lambda c: metrics.tree_size.set(c.tree_size))
         server = grpc.aio.server(

@@ -181,6 +181,13 @@ def test_subscribers_across_a_deprecation_share_one_walk(tmp_path: Path, monkeyp
         assert resumed == expected
         stats = _cache(node).stats()
         assert (stats.entries, stats.derived, stats.hits + stats.shared) == (1, 1, 2)
+        # The same counts at a metrics scrape.
+        sample = node.server.metrics.registry.get_sample_value
+        assert sample("carbonledger_event_cache_entries") == 1
+        assert sample("carbonledger_event_cache_refs") == stats.refs > 300
+        assert sample("carbonledger_event_cache_derived_total") == 1
+        assert sample("carbonledger_event_cache_hits_total") + sample("carbonledger_event_cache_shared_total") == 2
+        assert sample("carbonledger_event_cache_evicted_total") == 0
 
 
 def test_concurrent_first_readers_wait_for_one_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

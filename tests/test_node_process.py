@@ -72,12 +72,14 @@ def node_dir(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.timeout(120)  # a line the node never prints must not block for the suite's 600 s
 def test_init_serve_submit_and_stop(node_dir: Path) -> None:
-    serve = Serve(node_dir, "--metrics-port", "0")
+    serve = Serve(node_dir, "--metrics-port", "0", "--event-cache-refs", "5000")
     try:
         # A port picked for /metrics is printed, as the gRPC one is.
         assert serve.proc.stdout is not None
         metrics = serve.proc.stdout.readline().split(" on ", 1)[1].strip()
-        assert "carbonledger_tree_size" in urllib.request.urlopen(metrics, timeout=10).read().decode()
+        scraped = urllib.request.urlopen(metrics, timeout=10).read().decode()
+        assert "carbonledger_tree_size" in scraped
+        assert "carbonledger_event_cache_max_refs 5000.0" in scraped.splitlines()
         net = Net()
         with LedgerClient(serve.target, timeout=10) as client:
             assert client.checkpoint().startswith("test.example/log\n1\n")
