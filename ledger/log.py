@@ -728,7 +728,10 @@ class Ledger:
                 raise NotFound("tile", ref.path)
             tile = txn.get(Table.TILES, tile_key(level, index))
             data = None if tile is None else bytes(tile[: width * HASH_SIZE])
-        if data is None or any(data[p : p + HASH_SIZE] == _ZERO_HASH for p in range(0, len(data), HASH_SIZE)):
+        # Unset slots are zeros (one C search; the aligned check only if it finds some).
+        if data is None or (
+            _ZERO_HASH in data and any(data[p : p + HASH_SIZE] == _ZERO_HASH for p in range(0, len(data), HASH_SIZE))
+        ):
             raise StorageError(f"{ref.path} is missing from the store below the tree size")
         return data
 
@@ -740,13 +743,16 @@ class Ledger:
         ref = TileRef(None, index, width)
         start = index * TILE_WIDTH
         entries: list[bytes] = []
+        # A scan, not get_many: a third faster for 256 consecutive keys here.
         with self._store.read() as txn:
             if ref.end > snapshot_size(txn):
                 raise NotFound("entry bundle", ref.path)
-            for key, value in txn.scan(Table.ENTRIES, u64(start)):
-                if len(entries) == width or from_u64(key) != start + len(entries):
+            for key, value in txn.scan(Table.ENTRIES, _pack_u64(start)):
+                if key != _pack_u64(start + len(entries)):
                     break
-                entries.append(bytes(value))
+                entries.append(value)
+                if len(entries) == width:
+                    break
         if len(entries) != width:
             raise StorageError(f"entry {start + len(entries)} is missing from the store below the tree size")
         return encode_entry_bundle(entries)

@@ -152,17 +152,19 @@ def encode_entry_bundle(entries: Iterable[bytes]) -> bytes:
 
     Raises :class:`TooLarge` for an entry over 65,535 bytes, which the
     format cannot carry."""
-    out = bytearray()
-    for i, entry in enumerate(entries):
-        if len(entry) > MAX_BUNDLE_ENTRY_BYTES:
+    parts: list[bytes] = []
+    pack = _U16.pack
+    for entry in entries:
+        n = len(entry)
+        if n > MAX_BUNDLE_ENTRY_BYTES:
             raise TooLarge(
                 "entry for a tlog-tiles entry bundle",
-                f"entry {i} of the bundle is {len(entry):,} bytes; a bundle's uint16 lengths hold at most "
+                f"entry {len(parts) // 2} of the bundle is {n:,} bytes; a bundle's uint16 lengths hold at most "
                 f"{MAX_BUNDLE_ENTRY_BYTES:,}",
             )
-        out += _U16.pack(len(entry))
-        out += entry
-    return bytes(out)
+        parts.append(pack(n))
+        parts.append(entry)
+    return b"".join(parts)
 
 
 def decode_entry_bundle(data: bytes, count: int) -> list[bytes]:

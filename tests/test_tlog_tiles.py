@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import InvalidProof, MalformedError, NotFound, RootMismatch, TooLarge
+from ledger.errors import (
+    InvalidProof,
+    MalformedError,
+    NotFound,
+    RootMismatch,
+    StorageError,
+    TooLarge,
+)
 from ledger.keys import Signer
 from ledger.log import Ledger
 from ledger.merkle import leaf_hash, node_hash
@@ -304,3 +311,30 @@ def test_a_bundle_holding_an_entry_over_65535_bytes_is_refused_by_name(tmp_path:
         led.entry_bundle(0, 3)
     # Its hash tile is served all the same: the tree does not depend on the bundle format.
     assert led.hash_tile(0, 0, 3)[32:64] == leaf_hash(b"y" * 70_000)
+
+
+def test_a_store_that_lost_an_entry_or_a_tree_node_says_so(tmp_path: Path) -> None:
+    from ledger.storage import Table, u64
+    from ledger.storage.tiles import tile_key
+
+    with Ledger.open(tmp_path / "l", signer=SIGNER, created_time=0) as led:
+        led.append(entries(300))
+        store = led.store
+
+        def lose_entry(txn):  # type: ignore[no-untyped-def]
+            txn.delete(Table.ENTRIES, u64(270))
+
+        store.run_write(lose_entry)
+        with pytest.raises(StorageError, match="entry 270 is missing from the store below the tree size"):
+            led.entry_bundle(1, 44)
+        assert decode_entry_bundle(led.entry_bundle(1, 14), 14) == entries(14, 256)
+
+        def zero_node(txn):  # type: ignore[no-untyped-def]
+            tile = bytearray(txn.get(Table.TILES, tile_key(0, 1)))
+            tile[5 * 32 : 6 * 32] = bytes(32)
+            txn.put(Table.TILES, tile_key(0, 1), bytes(tile))
+
+        store.run_write(zero_node)
+        with pytest.raises(StorageError, match=r"tile/0/001.p/44 is missing from the store"):
+            led.hash_tile(0, 1, 44)
+        assert len(led.hash_tile(0, 1, 5)) == 5 * 32
