@@ -173,3 +173,17 @@ def test_bare_server_answers_submit_at_once_and_nothing_else() -> None:
         assert server.wait(30) == 0
     seed = bare_seed(3)
     assert len(seed["holders"]) == len(set(seed["holders"])) == 3 and seed["seed_entries"] == 0
+
+
+def test_bench_tiles_on_a_tiny_ledger_checks_what_it_is_served(tmp_path: Path) -> None:
+    from loadtests import bench_tiles
+
+    bench_tiles.build(tmp_path / "l", 600)
+    results = bench_tiles.measure(tmp_path / "l", 600, clients=2, seconds=0.2, turns=1)
+    assert set(results) == {"floor", "hash tile, level 0", "entry bundle"}
+    for row in results.values():
+        assert row["responses"] > 0 and row["server_cpu_us"] >= 0
+    assert results["floor"]["ratio_to_floor"] == 1.0
+    # A server that does not answer what the ledger holds fails the run.
+    with pytest.raises(bench_tiles.BenchError, match=r"tile/0/002: HTTP 404"):
+        bench_tiles.measure(tmp_path / "l", 256 * 3, clients=1, seconds=0.2, turns=1)
