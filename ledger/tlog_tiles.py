@@ -21,19 +21,21 @@ bundle format, and :class:`TiledTree`, which answers ``read_node`` from
 fetched tiles so that :mod:`ledger.merkle`'s proof functions compute RFC 9162
 proofs and roots from tiles alone. A tile is checked for its exact length
 when fetched; its hashes are trusted only once the root they give matches a
-signed checkpoint's (see :func:`verify_entry_from_tiles`).
+signed checkpoint's (see :func:`verify_entry_from_tiles` and
+:func:`verify_consistency_from_tiles`).
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ledger.errors import InvalidProof, MalformedError, TooLarge
-from ledger.merkle import leaf_hash, verify_inclusion
-from ledger.merkle.fetch import inclusion_proof, root_at
+from ledger.errors import InconsistencyError, InvalidProof, MalformedError, TooLarge
+from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.merkle.fetch import consistency_proof, inclusion_proof, root_at
 from ledger.merkle.hashing import HASH_SIZE, node_hash
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "entry_bundle_refs",
     "parse_tile_path",
     "tile_for",
+    "verify_consistency_from_tiles",
     "verify_entry_from_tiles",
 ]
 
@@ -234,6 +237,11 @@ class TiledTree:
     def inclusion_proof(self, index: int) -> list[bytes]:
         return inclusion_proof(self.read_node, index, self.size)
 
+    def consistency_proof(self, old_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof from ``old_size`` to this tree's size.
+        Requires ``0 < old_size <= size``."""
+        return consistency_proof(self.read_node, old_size, self.size)
+
 
 def verify_entry_from_tiles(
     fetch: Callable[[str], bytes], size: int, root: bytes, index: int, entry: bytes | None = None
@@ -261,6 +269,63 @@ def verify_entry_from_tiles(
         raise InvalidProof(f"entry {index}'s leaf hash is not the one its level-0 tile holds")
     verify_inclusion(leaf, index, size, tree.inclusion_proof(index), root)
     return entry
+
+
+def verify_consistency_from_tiles(
+    fetch: Callable[[str], bytes], old_size: int, old_root: bytes, new_size: int, new_root: bytes
+) -> list[bytes]:
+    """Prove from tiles alone that the tree (``new_size``, ``new_root``)
+    extends the tree (``old_size``, ``old_root``) of the same log, and
+    return the RFC 9162 consistency proof the tiles give.
+
+    Both roots must come from checkpoints of one log whose signatures the
+    caller has verified; the tiles are fetched for ``new_size``. Raises
+    :class:`InconsistencyError`, with the sizes, roots (and proof) as its
+    evidence, when the two trees cannot both be the log's: the new one is
+    smaller, or of the same size with another root, or the tiles, once
+    proven to be the new tree's, give another root at ``old_size``. Raises
+    :class:`~ledger.errors.RootMismatch` or :class:`InvalidProof` when the
+    tiles do not lead to ``new_root`` (they are not the log's, which says
+    nothing about the log itself), :class:`MalformedError` for a tile that
+    does not parse.
+    """
+    evidence: dict[str, object] = {
+        "old_size": old_size,
+        "old_root": old_root,
+        "new_size": new_size,
+        "new_root": new_root,
+    }
+    # (1) Sizes and roots alone: a log never shrinks, and one size has one root.
+    if new_size < old_size:
+        raise InconsistencyError(f"the log shrank: tree size {new_size} after {old_size}", evidence)
+    if new_size == old_size:
+        if not hmac.compare_digest(old_root, new_root):
+            raise InconsistencyError(
+                f"two roots at tree size {old_size}: {old_root.hex()} and {new_root.hex()}",
+                evidence,
+            )
+        return []
+    if old_size == 0:
+        return []  # every tree extends the empty one: nothing to prove
+    # (2) The proof and the old-size root, both read from the new tree's tiles.
+    tree = TiledTree(fetch, new_size)
+    proof = tree.consistency_proof(old_size)
+    prefix_root = root_at(tree.read_node, old_size)
+    # (3) The tiles must prove that the new tree extends the one whose root
+    # they give at old_size; otherwise they are not the log's tiles, and a
+    # mismatch with the old root would be no evidence against the log.
+    verify_consistency(old_size, new_size, proof, prefix_root, new_root)
+    # (4) Now that root is the new tree's at old_size: the old checkpoint
+    # must have the same, or the log forked.
+    if not hmac.compare_digest(prefix_root, old_root):
+        raise InconsistencyError(
+            f"the tree of size {new_size} (root {new_root.hex()}) holds root "
+            f"{prefix_root.hex()} at size {old_size}, not the {old_root.hex()} signed for that "
+            "size: the log forked",
+            {**evidence, "root_at_old_size": prefix_root, "proof": proof},
+        )
+    verify_consistency(old_size, new_size, proof, old_root, new_root)
+    return proof
 
 
 def entry_bundle_refs(size: int) -> Sequence[TileRef]:

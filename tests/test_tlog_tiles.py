@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import (
+    InconsistencyError,
     InvalidProof,
     MalformedError,
     NotFound,
@@ -34,6 +35,7 @@ from ledger.tlog_tiles import (
     entry_bundle_refs,
     parse_tile_path,
     tile_for,
+    verify_consistency_from_tiles,
     verify_entry_from_tiles,
 )
 from tests.merkle_reference import mth
@@ -279,6 +281,53 @@ def test_a_tampered_tile_or_entry_is_caught() -> None:
     with pytest.raises(RootMismatch):
         verify_entry_from_tiles(fetcher(led), size, led.root(69_999), index)
     assert verify_entry_from_tiles(fetcher(led), size, root, index) == data[index]
+
+
+def test_consistency_from_tiles_alone_is_the_ledger_s_proof() -> None:
+    led, _ = ledger_of(70_000)
+    fetch = fetcher(led)
+    pairs = [
+        (1, 2), (1, 70_000), (255, 256), (256, 257), (256, 70_000), (300, 600), (4_096, 65_536),
+        (65_535, 65_536), (65_536, 70_000), (69_999, 70_000), (12_345, 54_321),
+    ]  # fmt: skip
+    for old, new in pairs:
+        proof = verify_consistency_from_tiles(fetch, old, led.root(old), new, led.root(new))
+        assert proof == led.consistency_proof(old, new), (old, new)
+    # Nothing to prove from the empty tree, or between equal trees.
+    assert verify_consistency_from_tiles(fetch, 0, led.root(0), 500, led.root(500)) == []
+    assert verify_consistency_from_tiles(fetch, 500, led.root(500), 500, led.root(500)) == []
+
+
+def test_a_fork_a_shrink_or_two_roots_at_one_size_is_an_inconsistency() -> None:
+    led, data = ledger_of(1_000)
+    # The same log key signing other entries from index 600 on: a fork.
+    fork = Ledger.memory(signer=SIGNER, created_time=0)
+    fork.append(data[:600] + [b"forked %d" % i for i in range(600, 800)])
+    fetch = fetcher(led)
+    for old in (601, 700, 768, 800):
+        with pytest.raises(InconsistencyError, match=f"at size {old}, not the .* log forked") as err:
+            verify_consistency_from_tiles(fetch, old, fork.root(old), 1_000, led.root(1_000))
+        assert err.value.evidence["root_at_old_size"] == led.root(old)
+        assert err.value.evidence["old_root"] == fork.root(old)
+    # Up to 600 the two agree.
+    verify_consistency_from_tiles(fetch, 600, fork.root(600), 1_000, led.root(1_000))
+    with pytest.raises(InconsistencyError, match="shrank: tree size 900 after 1000"):
+        verify_consistency_from_tiles(fetch, 1_000, led.root(1_000), 900, led.root(900))
+    with pytest.raises(InconsistencyError, match="two roots at tree size 700"):
+        verify_consistency_from_tiles(fetch, 700, fork.root(700), 700, led.root(700))
+
+
+def test_tampered_tiles_are_not_taken_for_a_fork() -> None:
+    # Tiles are not signed: ones that do not lead to the new root prove
+    # nothing about the log, so they fail as a mismatch, never as a fork.
+    led, _ = ledger_of(1_000)
+    old, new = (700, led.root(700)), (1_000, led.root(1_000))
+    for path in ["tile/0/002", "tile/0/003.p/232", "tile/1/000.p/3"]:
+        with pytest.raises(RootMismatch) as err:
+            verify_consistency_from_tiles(tampered(led, path, flip), *old, *new)
+        assert not isinstance(err.value, InconsistencyError)
+    with pytest.raises(MalformedError, match="tile/0/002: 8160 bytes"):
+        verify_consistency_from_tiles(tampered(led, "tile/0/002", lambda d: d[:-32]), *old, *new)
 
 
 def test_a_tile_node_is_the_hash_of_the_hashes_under_it() -> None:
