@@ -1,4 +1,4 @@
-"""client.tiles: reading a log over c2sp.org/tlog-tiles.
+"""client.tiles and ``carbonledger tiles``: reading a log over c2sp.org/tlog-tiles.
 
 Everything goes over real HTTP on 127.0.0.1: the node's TilesHttpServer over
 an LMDB ledger, a static mirror of it (files copied with the reader's own
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import json
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from client.cli import main
 from client.tiles import (
     MalformedResource,
     TilesFetchError,
@@ -610,3 +612,135 @@ def test_the_reader_needs_neither_grpc_nor_lmdb() -> None:
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={"PYTHONPATH": "proto"})
 
+
+# -- the CLI ------------------------------------------------------------------------
+
+
+class TilesCli:
+    """``carbonledger tiles VERB ... --policy FILE`` in-process: (exit code, stdout, stderr)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], tmp: Path, policy_text: str = POLICY_TEXT) -> None:
+        self.capsys = capsys
+        self.policy = tmp / "policy.txt"
+        self.policy.write_text(policy_text)
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(["tiles", *argv, "--policy", str(self.policy)])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> TilesCli:
+    return TilesCli(capsys, tmp_path)
+
+
+def test_cli_tiles_verify_prints_what_was_proven(
+    ledger: Ledger, endpoint: TilesEndpoint, cli: TilesCli, tmp_path: Path
+) -> None:
+    entry = ledger.entry(1_000)
+    sha256 = hashlib.sha256(entry).hexdigest()
+    code, out, err = cli("verify", endpoint.url, "1000")
+    assert (code, err) == (0, "")
+    assert f"ENTRY OK: entry 1000 is in {ORIGIN} at tree size {SIZE}" in out
+    assert ledger.root().hex() in out
+    assert f"{len(entry):,} bytes, sha256 {sha256}" in out
+    assert f"signed by log {ORIGIN}; no witness cosignatures" in out
+    out_file = tmp_path / "entry.bin"
+    code, out, _ = cli("verify", endpoint.url, "1000", "--out", str(out_file), "--json")
+    data = json.loads(out)
+    assert code == 0 and out_file.read_bytes() == entry
+    assert {k: data[k] for k in ("ok", "index", "tree_size", "root_hash", "entry_bytes", "entry_sha256")} == {
+        "ok": True, "index": 1_000, "tree_size": SIZE, "root_hash": ledger.root().hex(),
+        "entry_bytes": len(entry), "entry_sha256": sha256,
+    }  # fmt: skip
+    assert (data["log"], data["witnesses"]) == (ORIGIN, [])
+    # --entry: these bytes are entry 1000; other bytes are not.
+    assert cli("verify", endpoint.url, "1000", "--entry", str(out_file))[0] == 0
+    out_file.write_bytes(ledger.entry(999))
+    code, _, err = cli("verify", endpoint.url, "1000", "--entry", str(out_file))
+    assert code == 1 and err == "carbonledger: entry 1000's leaf hash is not the one its level-0 tile holds\n"
+
+
+def test_cli_tiles_verify_names_the_witnesses(
+    ledger: Ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = TilesCli(capsys, tmp_path, WITNESSED_TEXT)
+    ep = TilesEndpoint(ledger, lambda: cosign_checkpoint(ledger.checkpoint(), W1, 1_700_000_000))
+    try:
+        code, out, _ = cli("verify", ep.url, "7")
+    finally:
+        ep.close()
+    assert code == 0 and f"signed by log {ORIGIN}; cosigned by W1" in out
+
+
+def test_cli_tiles_verify_fails_closed_on_a_tampered_mirror(mirror: tuple[Path, str], cli: TilesCli) -> None:
+    files, url = mirror
+    code, out, _ = cli("verify", url, "1000")
+    assert code == 0 and "ENTRY OK" in out
+    tile = files / "tile/0/003"
+    tile.write_bytes(flip(tile.read_bytes(), 40))
+    code, out, err = cli("verify", url, "1000")
+    assert (code, out) == (1, "") and err.startswith("carbonledger: root mismatch: expected ")
+    code, out, err = cli("verify", url, "1000", "--json")
+    assert code == 1 and json.loads(out)["error"]["type"] == "RootMismatch"
+
+
+def test_cli_tiles_exit_codes_of_other_failures(
+    endpoint: TilesEndpoint, cli: TilesCli, tmp_path: Path
+) -> None:
+    code, _, err = cli("verify", endpoint.url, "2000")
+    assert code == 1
+    assert err == "carbonledger: entry not found: 2000: the log's checkpoint holds entries 0 to 1999\n"
+    url = f"http://127.0.0.1:{free_port()}/"
+    code, _, err = cli("verify", url, "0")
+    assert code == 3 and err.startswith(f"carbonledger: GET {url}checkpoint: cannot connect: ")
+    code, out, _ = cli("checkpoint", url, "--json")
+    assert code == 3 and json.loads(out)["error"]["url"] == url + "checkpoint"
+    assert cli("verify", "ftp://example.org/", "0")[0] == 2
+    assert cli("verify", endpoint.url, "0", "--entry", str(tmp_path / "missing"))[0] == 2
+    cli.policy.write_text("log nonsense\n")
+    code, _, err = cli("verify", endpoint.url, "0")
+    assert code == 2 and f"policy file {cli.policy}" in err
+
+
+def test_cli_tiles_checkpoint_and_since(
+    growing: tuple[Ledger, TilesEndpoint], cli: TilesCli, tmp_path: Path
+) -> None:
+    led, ep = growing
+    seen = tmp_path / "seen.note"
+    code, out, _ = cli("checkpoint", ep.url, "--out", str(seen))
+    assert code == 0 and f"CHECKPOINT OK: {ORIGIN} at tree size 600" in out
+    assert led.checkpoint() in out and seen.read_text() == led.checkpoint()
+    led.append(entries(400, 600))
+    code, out, _ = cli("checkpoint", ep.url, "--since", str(seen))
+    assert code == 0 and "tree size 1000" in out
+    root = led.root(600).hex()
+    assert f"consistent with {seen} (tree size 600, root {root}): 400 entries appended since" in out
+    code, out, _ = cli("checkpoint", ep.url, "--since", str(seen), "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert (data["tree_size"], data["since"]["tree_size"], data["note"]) == (1_000, 600, led.checkpoint())
+    # A fork of the log: exit 1, saying so.
+    seen.write_text(ledger_of(entries(300) + entries(500, 300, tag=b"forked")).checkpoint())
+    code, _, err = cli("checkpoint", ep.url, "--since", str(seen))
+    assert code == 1 and "the log forked" in err
+    # An old note the policy does not trust, or that is not a note.
+    seen.write_text(sign_checkpoint(parse_checkpoint(parse_note(led.checkpoint(600)).text), IMPOSTOR))
+    code, _, err = cli("checkpoint", ep.url, "--since", str(seen))
+    assert code == 1 and err.startswith(f"carbonledger: --since {seen}: invalid or missing signature")
+    seen.write_text("not a note\n")
+    code, _, err = cli("checkpoint", ep.url, "--since", str(seen))
+    assert code == 2 and err.startswith(f"carbonledger: --since {seen}: ")
+
+
+def test_cli_tiles_checkpoint_refuses_a_checkpoint_the_policy_does_not_trust(
+    ledger: Ledger, mirror: tuple[Path, str], cli: TilesCli
+) -> None:
+    files, url = mirror
+    cp = parse_checkpoint(parse_note(ledger.checkpoint()).text)
+    (files / "checkpoint").write_text(sign_checkpoint(cp, IMPOSTOR))
+    code, out, err = cli("checkpoint", url)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"carbonledger: invalid or missing signature by {ORIGIN}")

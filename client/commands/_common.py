@@ -10,7 +10,8 @@ Exit codes of every verb:
   reconciliation with mismatches;
 - 2: bad input: a missing or unreadable file, bad JSON, a bad range or date,
   or a request the node refused as malformed;
-- 3: the node could not be reached or failed (UNAVAILABLE, deadline, INTERNAL);
+- 3: the node could not be reached or failed (UNAVAILABLE, deadline, INTERNAL),
+  or a tlog-tiles server did not answer with the resource (``tiles``);
 - 4: ``reconcile --policy`` only: the node's answer did not verify (its
   checkpoint, or a proving entry's inclusion or relevance), so no verdict on
   the books is given: it must not read as 1, "mismatches found".
@@ -366,12 +367,13 @@ def progress(args: argparse.Namespace, *, total: int | None = None, unit: str = 
 def exit_code(exc: LedgerError) -> int:
     from client.errors import RpcFailure
     from client.reconcile_evidence import AnswerNotVerified
+    from client.tiles import TilesFetchError
 
     if isinstance(exc, AnswerNotVerified):
         return EXIT_UNVERIFIED
     if isinstance(exc, (UsageError, MalformedError)):
         return EXIT_BAD_INPUT
-    if isinstance(exc, RpcFailure):
+    if isinstance(exc, (RpcFailure, TilesFetchError)):
         return EXIT_NODE
     if isinstance(exc, (StateRuleError, NotFound, VerificationError)):
         return EXIT_NO
@@ -400,7 +402,7 @@ def report_error(exc: LedgerError, *, json_output: bool = False) -> int:
     print(f"carbonledger: {line}", file=sys.stderr)
     if json_output:
         err: dict[str, Any] = {"type": type(exc).__name__, "message": line}
-        for attr in ("rule", "field", "detail", "what", "reason", "kind", "key", "check", "index"):
+        for attr in ("rule", "field", "detail", "what", "reason", "kind", "key", "check", "index", "url", "status"):
             value = getattr(exc, attr, None)
             if isinstance(value, (str, int)):
                 err[attr] = value
