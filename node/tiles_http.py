@@ -18,7 +18,8 @@ Statuses::
 Tiles and bundles never change once the tree holds them (a partial tile's
 path names its width), so they are sent as cacheable for a year; the
 checkpoint for two seconds, and a 404 not at all, since the tile may exist a
-moment later. Entry bundles are compressed when the client accepts it.
+moment later. Entry bundles are compressed when the client accepts it, and
+say ``Vary: Accept-Encoding`` so that a cache keeps both forms apart.
 Reads run in worker threads, off the node's event loop. What a reader can
 check, and how, is in :mod:`ledger.tlog_tiles`.
 """
@@ -74,6 +75,10 @@ def tiles_app(ledger: Ledger, checkpoint: Callable[[], str] | None = None) -> we
             return _refusal(501, f"{path}: {exc}; fetch the entry with the gRPC GetEntry call")
         response = web.Response(body=data, content_type=_OCTETS, headers={"Cache-Control": _IMMUTABLE})
         if ref.level is None:
+            # The encoding follows the request's Accept-Encoding, so a shared
+            # cache must keep one copy per value: else, the year the copy is
+            # cacheable for, it hands gzip to a client that did not ask for it.
+            response.headers["Vary"] = "Accept-Encoding"
             response.enable_compression()
         return response
 

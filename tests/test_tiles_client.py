@@ -198,12 +198,21 @@ def test_what_the_reader_fetches_is_what_the_ledger_holds(ledger: Ledger, endpoi
     assert reader.fetch("tile/1/000.p/7") == ledger.hash_tile(1, 0, 7)
     assert reader.fetch("tile/entries/007.p/208") == ledger.entry_bundle(7, 208)
     assert reader.fetch("checkpoint") == ledger.checkpoint().encode()
-    # The node gzips bundles for a client that accepts it, so the reader inflated that one.
+
+
+def test_the_node_gzips_bundles_for_who_accepts_it_and_tells_caches_so(
+    ledger: Ledger, endpoint: TilesEndpoint
+) -> None:
+    # So the reader inflated the bundle above. The body depends on
+    # Accept-Encoding: an HTTP cache in front must keep a copy per value.
     url = endpoint.url + "tile/entries/007.p/208"
-    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip, identity"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.headers["Content-Encoding"] == "gzip"
-        assert gzip.decompress(response.read()) == ledger.entry_bundle(7, 208)
+    for accept, encoding in [("gzip, identity", "gzip"), ("identity", None)]:
+        request = urllib.request.Request(url, headers={"Accept-Encoding": accept})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Encoding"] == encoding
+            assert response.headers["Vary"] == "Accept-Encoding"
+            body = response.read()
+        assert (gzip.decompress(body) if encoding else body) == ledger.entry_bundle(7, 208)
 
 
 def test_the_reader_asks_for_gzip_and_inflates_what_comes_compressed(ledger: Ledger) -> None:
