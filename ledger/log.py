@@ -41,7 +41,7 @@ from ledger.storage.lmdb_store import MAPPED_BUDGET
 from ledger.storage.tiles import ROW_OFFSET, TILE_HEIGHT, TILE_WIDTH, TileWriter, tile_key
 from ledger.storage.writer_lock import WriterLock
 from ledger.tlog_proof import TlogProof, format_tlog_proof
-from ledger.tlog_tiles import TileRef, encode_entry_bundle
+from ledger.tlog_tiles import MAX_BUNDLE_ENTRY_BYTES, TileRef, encode_entry_bundle
 
 __all__ = [
     "MAX_BATCH",
@@ -750,6 +750,9 @@ class Ledger:
             for key, value in txn.scan(Table.ENTRIES, _pack_u64(start)):
                 if key != _pack_u64(start + len(entries)):
                     break
+                if len(value) > MAX_BUNDLE_ENTRY_BYTES:
+                    # Refused before 255 more entries of up to 1 MiB are copied.
+                    encode_entry_bundle([value], first=len(entries))
                 entries.append(value)
                 if len(entries) == width:
                     break

@@ -77,6 +77,13 @@ class TileRef:
     index: int
     width: int = TILE_WIDTH
 
+    def __post_init__(self) -> None:
+        # Only what a path can name: a resource that no path names is a bug.
+        if self.level is not None and not 0 <= self.level <= MAX_TILE_LEVEL:
+            raise ValueError(f"tile level {self.level} is not 0 to {MAX_TILE_LEVEL}")
+        if self.index < 0 or not 1 <= self.width <= TILE_WIDTH:
+            raise ValueError(f"tile index {self.index} or width {self.width} out of range")
+
     @property
     def partial(self) -> bool:
         return self.width < TILE_WIDTH
@@ -121,7 +128,9 @@ def parse_tile_path(path: str) -> TileRef:
     elif _LEVEL.fullmatch(head) and int(head) <= MAX_TILE_LEVEL:
         level = int(head)
     else:
-        raise MalformedError("tile path", f"level {head!r} is not 'entries' or 0 to {MAX_TILE_LEVEL} without leading zeros")
+        raise MalformedError(
+            "tile path", f"level {head!r} is not 'entries' or 0 to {MAX_TILE_LEVEL} without leading zeros"
+        )
     width = TILE_WIDTH
     if len(rest) >= 2 and rest[-2].endswith(".p"):
         w = rest[-1]
@@ -150,11 +159,11 @@ def tile_for(level: int, index: int, size: int) -> TileRef:
     return TileRef(level, tile_index, min(have, TILE_WIDTH))
 
 
-def encode_entry_bundle(entries: Iterable[bytes]) -> bytes:
+def encode_entry_bundle(entries: Iterable[bytes], *, first: int = 0) -> bytes:
     """Entries as a bundle: each a big-endian uint16 length, then its bytes.
 
     Raises :class:`TooLarge` for an entry over 65,535 bytes, which the
-    format cannot carry."""
+    format cannot carry, naming it as entry ``first + i`` of the bundle."""
     parts: list[bytes] = []
     pack = _U16.pack
     for entry in entries:
@@ -162,8 +171,8 @@ def encode_entry_bundle(entries: Iterable[bytes]) -> bytes:
         if n > MAX_BUNDLE_ENTRY_BYTES:
             raise TooLarge(
                 "entry for a tlog-tiles entry bundle",
-                f"entry {len(parts) // 2} of the bundle is {n:,} bytes; a bundle's uint16 lengths hold at most "
-                f"{MAX_BUNDLE_ENTRY_BYTES:,}",
+                f"entry {first + len(parts) // 2} of the bundle is {n:,} bytes; a bundle's uint16 "
+                f"lengths hold at most {MAX_BUNDLE_ENTRY_BYTES:,}",
             )
         parts.append(pack(n))
         parts.append(entry)
@@ -182,7 +191,9 @@ def decode_entry_bundle(data: bytes, count: int) -> list[bytes]:
         (n,) = _U16.unpack_from(data, pos)
         pos += 2
         if len(data) - pos < n:
-            raise MalformedError("entry bundle", f"entry {len(entries)} says {n} bytes, {len(data) - pos} remain")
+            raise MalformedError(
+                "entry bundle", f"entry {len(entries)} says {n} bytes, {len(data) - pos} remain"
+            )
         entries.append(bytes(view[pos : pos + n]))
         pos += n
     if len(entries) != count:

@@ -61,7 +61,9 @@ def build(path: Path, entries: int, entry_bytes: int = 300) -> None:
     with Ledger.open(path, signer=_signer(), created_time=0) as led:
         pad = b"." * max(entry_bytes - 20, 0)
         for start in range(0, entries, 10_000):
-            led.append([b"bench tile entry %09d " % i + pad for i in range(start, min(start + 10_000, entries))])
+            led.append(
+                [b"bench tile entry %09d " % i + pad for i in range(start, min(start + 10_000, entries))]
+            )
 
 
 # -- the server process ----------------------------------------------------
@@ -239,9 +241,15 @@ def measure(ledger_dir: Path, entries: int, clients: int, seconds: float, turns:
         floor_turns: list[Turn] = []
         kind_turns: dict[str, list[Turn]] = {k: [] for k in kinds}
         for _ in range(turns):  # in turns, so that a busy minute hits both
-            floor_turns.append(run_turn(server.floor_port, kinds["hash tile, level 0"], check_floor, clients, seconds, server))
+            floor_turns.append(
+                run_turn(
+                    server.floor_port, kinds["hash tile, level 0"], check_floor, clients, seconds, server
+                )
+            )
             for kind, paths in kinds.items():
-                kind_turns[kind].append(run_turn(server.tiles_port, paths, check_tile, clients, seconds, server))
+                kind_turns[kind].append(
+                    run_turn(server.tiles_port, paths, check_tile, clients, seconds, server)
+                )
     finally:
         server.stop()
 
@@ -279,11 +287,17 @@ def report(results: dict[str, Any], entries: int, clients: int) -> str:
         for name, r in results.items()
     ]
     head = f"tlog-tiles over HTTP: {entries:,} entries, {clients} keep-alive clients, best turn of each"
-    return head + "\n" + format_table(["resource", "responses/s", "x floor", "server us/resp", "p50 us", "p99 us"], rows)
+    return (
+        head
+        + "\n"
+        + format_table(["resource", "responses/s", "x floor", "server us/resp", "p50 us", "p99 us"], rows)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench_tiles", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench_tiles", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one turn")

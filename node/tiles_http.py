@@ -11,6 +11,7 @@ Statuses::
     200  the resource
     400  a path that breaks the specification's grammar (the reason, text/plain)
     404  a tile or bundle the tree does not hold (yet), or any other path
+    500  a tile or entry below the tree size missing from the store (logged)
     501  an entry bundle holding an entry over 65,535 bytes, which the format's
          uint16 lengths cannot carry (the entry is served by the gRPC
          ``GetEntry``; its hash tile is served as usual)
@@ -27,16 +28,19 @@ check, and how, is in :mod:`ledger.tlog_tiles`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
 
-from ledger.errors import MalformedError, NotFound, TooLarge
+from ledger.errors import MalformedError, NotFound, StorageError, TooLarge
 from ledger.log import Ledger
 from ledger.tlog_tiles import parse_tile_path
 from node.http_site import HttpSite
 
 __all__ = ["TilesHttpServer", "tiles_app"]
+
+_log = logging.getLogger("carbonledger.node")
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
 _CHECKPOINT_CACHE = "public, max-age=2"
@@ -56,7 +60,10 @@ def tiles_app(ledger: Ledger, checkpoint: Callable[[], str] | None = None) -> we
     async def get_checkpoint(request: web.Request) -> web.Response:
         note = await asyncio.to_thread(latest)
         return web.Response(
-            text=note, content_type="text/plain", charset="utf-8", headers={"Cache-Control": _CHECKPOINT_CACHE}
+            text=note,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"Cache-Control": _CHECKPOINT_CACHE},
         )
 
     async def get_tile(request: web.Request) -> web.StreamResponse:
@@ -73,6 +80,11 @@ def tiles_app(ledger: Ledger, checkpoint: Callable[[], str] | None = None) -> we
             return _refusal(404, f"{path}: not in the tree of this log (yet)")
         except TooLarge as exc:
             return _refusal(501, f"{path}: {exc}; fetch the entry with the gRPC GetEntry call")
+        except StorageError as exc:
+            # Below the tree size every tile and entry is stored: the store
+            # itself is damaged, which an operator must see (and audit).
+            _log.error("tlog-tiles: %s: %s", path, exc)
+            return _refusal(500, f"{path}: this node cannot read it from its store: {exc}")
         response = web.Response(body=data, content_type=_OCTETS, headers={"Cache-Control": _IMMUTABLE})
         if ref.level is None:
             # The encoding follows the request's Accept-Encoding, so a shared
@@ -91,5 +103,7 @@ def tiles_app(ledger: Ledger, checkpoint: Callable[[], str] | None = None) -> we
 class TilesHttpServer(HttpSite):
     """The tlog-tiles endpoint on ``host:port``: see :class:`~node.http_site.HttpSite`."""
 
-    def __init__(self, ledger: Ledger, host: str, port: int, checkpoint: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger, host: str, port: int, checkpoint: Callable[[], str] | None = None
+    ) -> None:
         super().__init__(tiles_app(ledger, checkpoint), "tlog-tiles", host, port)

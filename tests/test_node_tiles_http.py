@@ -179,3 +179,26 @@ def test_a_taken_port_is_refused_with_the_address() -> None:
         with pytest.raises(CannotListen, match=f"tlog-tiles on 127.0.0.1:{port}: Address already in use"):
             asyncio.run(TilesHttpServer(led, "127.0.0.1", port).start())
 
+
+
+def test_a_damaged_store_is_a_500_naming_what_is_missing(tmp_path: Path) -> None:
+    from ledger.storage import Table, u64
+
+    led = Ledger.memory(signer=SIGNER, created_time=0)
+    led.append(entries(300))
+
+    def lose_entry(txn):  # type: ignore[no-untyped-def]
+        txn.delete(Table.ENTRIES, u64(3))
+
+    led.store.run_write(lose_entry)
+
+    def check(base: str) -> None:
+        r = get(f"{base}/tile/entries/000")
+        assert r.status == 500 and r.headers["Cache-Control"] == "no-store"
+        assert r.body.decode() == (
+            "tile/entries/000: this node cannot read it from its store: entry 3 is missing from the store "
+            "below the tree size\n"
+        )
+        assert get(f"{base}/tile/entries/001.p/44").status == 200
+
+    serving(led, check)

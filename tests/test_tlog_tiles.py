@@ -387,3 +387,9 @@ def test_a_store_that_lost_an_entry_or_a_tree_node_says_so(tmp_path: Path) -> No
         with pytest.raises(StorageError, match=r"tile/0/001.p/44 is missing from the store"):
             led.hash_tile(0, 1, 44)
         assert len(led.hash_tile(0, 1, 5)) == 5 * 32
+
+
+@pytest.mark.parametrize(("level", "index", "width"), [(0, 5, 0), (0, 5, 257), (64, 0, 1), (-1, 0, 1), (None, -1, 1)])
+def test_a_tile_no_path_can_name_is_refused(level: int | None, index: int, width: int) -> None:
+    with pytest.raises(ValueError, match="out of range|is not 0 to 63"):
+        TileRef(level, index, width)
