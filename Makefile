@@ -12,14 +12,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# make run: a node on ./var (LMDB) at 127.0.0.1:7400; the first start seeds the
-# demo network through the gRPC API (demo-seed is idempotent), then the node keeps
-# serving in the foreground until Ctrl-C.
+# make run: a node on ./var (LMDB) at 127.0.0.1:7400, and its log as tlog-tiles at
+# http://127.0.0.1:7401; the first start seeds the demo network through the gRPC API
+# (demo-seed is idempotent), then the node keeps serving in the foreground until Ctrl-C.
 run: $(STAMP)
 	@test -f var/node.key || $(VENV)/bin/carbonledger init var --origin demo.carbonledger.example/log \
 		--authority-id 12100000MA0REG001X --authority-name "National Carbon Data Registry (demo)"
 	@addr=127.0.0.1:7400; \
-	$(VENV)/bin/carbonledger serve var --listen $$addr --log-level warning & pid=$$!; \
+	$(VENV)/bin/carbonledger serve var --listen $$addr --tiles-http 127.0.0.1:7401 --log-level warning & pid=$$!; \
 	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid; exit 0' INT TERM; \
 	$(VENV)/bin/carbonledger demo-seed --dir var --node $$addr --wait 30 --check-label \
 		--cli $(VENV)/bin/carbonledger || { kill -TERM $$pid 2>/dev/null; wait $$pid; exit 1; }; \
