@@ -41,7 +41,7 @@ from ledger.storage.lmdb_store import MAPPED_BUDGET
 from ledger.storage.tiles import ROW_OFFSET, TILE_HEIGHT, TILE_WIDTH, TileWriter, tile_key
 from ledger.storage.writer_lock import WriterLock
 from ledger.tlog_proof import TlogProof, format_tlog_proof
-from ledger.tlog_tiles import MAX_BUNDLE_ENTRY_BYTES, TileRef, encode_entry_bundle
+from ledger.tlog_tiles import MAX_BUNDLE_ENTRY_BYTES, TileRef, encode_entry_bundle, unbundlable
 
 __all__ = [
     "MAX_BATCH",
@@ -215,6 +215,10 @@ def _block_at(txn: ReadTxn, height: int) -> bytes:
     if raw is None:
         raise StorageError(f"block {height} is missing below the last block")
     return raw
+
+
+def _hashes_of(row: bytes) -> list[bytes]:
+    return [row[p : p + HASH_SIZE] for p in range(0, len(row), HASH_SIZE)]
 
 
 #: Per tree level: (tile level, index shift to the tile, mask of the index
@@ -729,9 +733,7 @@ class Ledger:
             tile = txn.get(Table.TILES, tile_key(level, index))
             data = None if tile is None else bytes(tile[: width * HASH_SIZE])
         # Unset slots are zeros (one C search; the aligned check only if it finds some).
-        if data is None or (
-            _ZERO_HASH in data and any(data[p : p + HASH_SIZE] == _ZERO_HASH for p in range(0, len(data), HASH_SIZE))
-        ):
+        if data is None or (_ZERO_HASH in data and _ZERO_HASH in _hashes_of(data)):
             raise StorageError(f"{ref.path} is missing from the store below the tree size")
         return data
 
@@ -752,7 +754,7 @@ class Ledger:
                     break
                 if len(value) > MAX_BUNDLE_ENTRY_BYTES:
                     # Refused before 255 more entries of up to 1 MiB are copied.
-                    encode_entry_bundle([value], first=len(entries))
+                    raise unbundlable(len(entries), len(value))
                 entries.append(value)
                 if len(entries) == width:
                     break

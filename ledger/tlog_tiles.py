@@ -49,6 +49,7 @@ __all__ = [
     "entry_bundle_refs",
     "parse_tile_path",
     "tile_for",
+    "unbundlable",
     "verify_consistency_from_tiles",
     "verify_entry_from_tiles",
 ]
@@ -159,21 +160,27 @@ def tile_for(level: int, index: int, size: int) -> TileRef:
     return TileRef(level, tile_index, min(have, TILE_WIDTH))
 
 
-def encode_entry_bundle(entries: Iterable[bytes], *, first: int = 0) -> bytes:
+def unbundlable(position: int, size: int) -> TooLarge:
+    """The error for entry ``position`` of a bundle, ``size`` bytes long,
+    over the 65,535 bytes a bundle's uint16 lengths can carry."""
+    return TooLarge(
+        "entry for a tlog-tiles entry bundle",
+        f"entry {position} of the bundle is {size:,} bytes; a bundle's uint16 lengths hold at most "
+        f"{MAX_BUNDLE_ENTRY_BYTES:,}",
+    )
+
+
+def encode_entry_bundle(entries: Iterable[bytes]) -> bytes:
     """Entries as a bundle: each a big-endian uint16 length, then its bytes.
 
-    Raises :class:`TooLarge` for an entry over 65,535 bytes, which the
-    format cannot carry, naming it as entry ``first + i`` of the bundle."""
+    Raises :class:`TooLarge` (:func:`unbundlable`) for an entry over 65,535
+    bytes, which the format cannot carry."""
     parts: list[bytes] = []
     pack = _U16.pack
     for entry in entries:
         n = len(entry)
         if n > MAX_BUNDLE_ENTRY_BYTES:
-            raise TooLarge(
-                "entry for a tlog-tiles entry bundle",
-                f"entry {first + len(parts) // 2} of the bundle is {n:,} bytes; a bundle's uint16 "
-                f"lengths hold at most {MAX_BUNDLE_ENTRY_BYTES:,}",
-            )
+            raise unbundlable(len(parts) // 2, n)
         parts.append(pack(n))
         parts.append(entry)
     return b"".join(parts)
